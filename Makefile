@@ -1,0 +1,54 @@
+# Two commands matter: `make run` (serve on 127.0.0.1:5000, files under ./data) and
+# `make test` (install everything the tests need, then ruff, mypy and pytest).
+# Topic fragments in mk/*.mk add targets and append to APT_PACKAGES / TEST_PREREQS.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.run-$(shell cksum pyproject.toml | cut -d' ' -f1)
+TEST_STAMP := $(VENV)/.test-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+# Debian packages the test suite uses: the S3 server (Ceph RADOS Gateway) and curl.
+APT_PACKAGES := radosgw ceph-mon ceph-osd curl
+# Extra targets `make test` runs before pytest (fragments append to this).
+TEST_PREREQS :=
+
+.PHONY: run test lint typecheck pytest install install-test system-packages clean
+
+run: $(RUN_STAMP)
+	$(BIN)/mindproject serve
+
+install: $(RUN_STAMP)
+install-test: $(TEST_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	rm -f $(VENV)/.run-* && touch $@
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.test-* $(VENV)/.run-* && touch $@ $(RUN_STAMP)
+
+-include mk/*.mk
+
+system-packages:
+	bash scripts/install-system-packages.sh $(APT_PACKAGES)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
+
+pytest: $(TEST_STAMP) system-packages $(TEST_PREREQS)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build

@@ -1,0 +1,3 @@
+"""MindProject: telemetry upload service for IoT fleets."""
+
+__version__ = "0.1.0"
