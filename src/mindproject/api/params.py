@@ -1,0 +1,64 @@
+"""What routes take from a request: the storage, and parameters checked before any storage call."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from mindproject.errors import InvalidDeviceId, InvalidParameter, InvalidVersionId
+from mindproject.identifiers import check_device_id, check_version_id, decode_cursor
+from mindproject.storage import Storage
+
+MAX_LIMIT = 1000
+
+
+def storage(request: Request) -> Storage:
+    backend: Storage = request.app.state.storage
+    return backend
+
+
+def device_id(request: Request) -> str:
+    # An encoded slash or backslash would be decoded into the path before routing: refuse it.
+    raw_path = request.scope.get("raw_path", b"").lower()
+    if b"%2f" in raw_path or b"%5c" in raw_path:
+        raise InvalidDeviceId("device ids cannot contain slashes")
+    return check_device_id(request.path_params["device_id"])
+
+
+def version_id(request: Request) -> str:
+    return check_version_id(request.path_params["version"])
+
+
+def limit(request: Request, default: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidParameter(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def device_cursor(request: Request) -> str | None:
+    raw = request.query_params.get("cursor")
+    if not raw:
+        return None
+    try:
+        return check_device_id(decode_cursor(raw))
+    except InvalidDeviceId:
+        raise InvalidParameter("cursor is not one this service issued") from None
+
+
+def version_cursor(request: Request) -> str | None:
+    raw = request.query_params.get("cursor")
+    if not raw:
+        return None
+    try:
+        return check_version_id(decode_cursor(raw))
+    except InvalidVersionId:
+        raise InvalidParameter("cursor is not one this service issued") from None
+
+
+def prefix(request: Request) -> str:
+    raw = request.query_params.get("prefix", "")
+    if raw:
+        check_device_id(raw)
+    return raw

@@ -1,0 +1,75 @@
+"""Turn an upload request into a measured byte stream: multipart field `file` or a raw body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.requests import ClientDisconnect, Request
+
+from mindproject.errors import (
+    BadRequest,
+    ClientDisconnected,
+    LengthRequired,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from mindproject.multipart import MultipartFile, boundary_of, clean_filename
+from mindproject.streams import ExpectedDigests, MeasuredStream
+
+RAW_TYPES = ("application/octet-stream",)
+
+
+@dataclass
+class UploadBody:
+    stream: MeasuredStream
+    filename: str | None
+    content_type: str | None
+
+
+async def _socket_chunks(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise ClientDisconnected("the client disconnected during the upload") from None
+
+
+def _declared_length(request: Request, max_bytes: int) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        if "chunked" not in request.headers.get("transfer-encoding", "").lower():
+            raise LengthRequired("send Content-Length or Transfer-Encoding: chunked")
+        return None
+    if not raw.isdigit():
+        raise BadRequest("Content-Length must be a non-negative integer")
+    length = int(raw)
+    if length > max_bytes:
+        raise PayloadTooLarge(f"upload exceeds the maximum of {max_bytes} bytes")
+    return length
+
+
+async def read_upload(request: Request, max_bytes: int) -> UploadBody:
+    """Check the request's headers and start reading its body; nothing is stored here."""
+    length = _declared_length(request, max_bytes)
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.partition(";")[0].strip().lower()
+    expected = ExpectedDigests.from_headers(
+        request.headers.get("content-digest"), request.headers.get("content-md5")
+    )
+    if media_type == "multipart/form-data":
+        form = MultipartFile(_socket_chunks(request), boundary_of(content_type))
+        await form.start()
+        # The size limit applies to the file; the form's envelope adds a few hundred bytes.
+        stream = MeasuredStream(form, max_bytes=max_bytes, expected=expected)
+        return UploadBody(stream, form.filename, form.content_type)
+    if media_type in RAW_TYPES or not media_type:
+        stream = MeasuredStream(
+            _socket_chunks(request), max_bytes=max_bytes, expected=expected, declared_length=length
+        )
+        filename = request.headers.get("x-filename", "").encode("latin-1", errors="replace")
+        return UploadBody(stream, clean_filename(filename), media_type or None)
+    raise UnsupportedMediaType(
+        "send multipart/form-data with a 'file' field, or application/octet-stream"
+    )

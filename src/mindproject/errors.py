@@ -1,0 +1,128 @@
+"""The one error hierarchy of MindProject.
+
+Every failure the service can report is a subclass of `MindProjectError` with a stable machine
+`code` and the HTTP `status` it is answered with. Storage and stream code raise these without
+knowing anything of HTTP requests; `mindproject.api.errors` renders them as the one JSON shape
+`{"error": {"code", "message", "request_id"}}`.
+"""
+
+from __future__ import annotations
+
+
+class MindProjectError(Exception):
+    """Base class. `status` is the HTTP status the API answers with."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class ConfigurationError(MindProjectError):
+    """A setting is wrong; start-up stops with this message."""
+
+    code = "configuration_error"
+
+
+# 400 family: the request itself is wrong.
+class BadRequest(MindProjectError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidDeviceId(BadRequest):
+    code = "invalid_device_id"
+
+
+class InvalidVersionId(BadRequest):
+    code = "invalid_version_id"
+
+
+class InvalidParameter(BadRequest):
+    code = "invalid_parameter"
+
+
+class MissingFileField(BadRequest):
+    code = "missing_file_field"
+
+
+class MalformedBody(BadRequest):
+    code = "malformed_body"
+
+
+class ChecksumMismatch(BadRequest):
+    code = "checksum_mismatch"
+
+
+class IncompleteBody(BadRequest):
+    code = "incomplete_body"
+
+
+class NotFound(MindProjectError):
+    status = 404
+    code = "not_found"
+
+
+class DeviceNotFound(NotFound):
+    code = "device_not_found"
+
+
+class UploadNotFound(NotFound):
+    code = "upload_not_found"
+
+
+class MethodNotAllowed(MindProjectError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class LengthRequired(MindProjectError):
+    status = 411
+    code = "length_required"
+
+
+class PayloadTooLarge(MindProjectError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(MindProjectError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class RangeNotSatisfiable(MindProjectError):
+    status = 416
+    code = "range_not_satisfiable"
+
+
+# Storage-side failures.
+class StorageError(MindProjectError):
+    """The storage failed in a way that is not the client's fault."""
+
+    status = 500
+    code = "storage_error"
+
+
+class StorageUnavailable(StorageError):
+    """The storage cannot be reached now; retrying later may work."""
+
+    status = 503
+    code = "storage_unavailable"
+
+
+class InsufficientStorage(StorageError):
+    """The storage is full."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
+class ClientDisconnected(MindProjectError):
+    """The client went away mid-request; nobody is left to answer."""
+
+    status = 499
+    code = "client_disconnected"

@@ -1,0 +1,67 @@
+"""Device ids, version ids and pagination cursors: what is valid, and how versions are made.
+
+Checked before any storage call, so hostile ids (path traversal, encoded slashes, control
+characters) never reach a file path or an object key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+
+from mindproject.errors import InvalidDeviceId, InvalidParameter, InvalidVersionId
+
+DEVICE_ID_MAX = 128
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,127}")
+
+# A version id is 16 digits of (10**16 - microseconds since the epoch) and 8 hex digits of
+# randomness: ids sort newest first as plain strings, so a backend that lists keys in order
+# (S3, SQLite) gives "latest" and "newest first" without sorting, and concurrent uploads in the
+# same microsecond still get distinct ids.
+_VERSION = re.compile(r"[0-9]{16}-[0-9a-f]{8}")
+_VERSION_EPOCH = 10**16
+
+
+def check_device_id(value: str) -> str:
+    if not _DEVICE_ID.fullmatch(value):
+        raise InvalidDeviceId(
+            "device id must be 1-128 characters of A-Z a-z 0-9 . _ : - and not start with a dot"
+        )
+    return value
+
+
+def check_version_id(value: str) -> str:
+    if not _VERSION.fullmatch(value):
+        raise InvalidVersionId("version id is not one this service issued")
+    return value
+
+
+def new_version_id(now_us: int | None = None) -> str:
+    micros = time.time_ns() // 1000 if now_us is None else now_us
+    return f"{_VERSION_EPOCH - micros:016d}-{secrets.token_hex(4)}"
+
+
+def version_time(version: str) -> datetime:
+    micros = _VERSION_EPOCH - int(version[:16])
+    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def encode_cursor(last: str) -> str:
+    """An opaque, URL-safe cursor naming the last item of a page."""
+    return base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return raw.decode("ascii")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidParameter("cursor is not one this service issued") from None

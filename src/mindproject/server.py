@@ -1,0 +1,34 @@
+"""Runs the app under uvicorn (uvloop + httptools), one or more worker processes.
+
+On SIGTERM (what ECS sends on every deploy) readiness turns red at once (see lifecycle.py), the
+listener closes, in-flight requests get up to `shutdown_grace_seconds` to finish, then it exits.
+"""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from mindproject.config import Settings
+
+
+def serve(settings: Settings) -> None:
+    # Worker processes build their own app from the environment: pass the settings through it.
+    for name, value in settings.model_dump().items():
+        os.environ[f"MINDPROJECT_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "mindproject.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        timeout_keep_alive=75,  # longer than the ALB's 60 s idle timeout, so the ALB closes first
+    )

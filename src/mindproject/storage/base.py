@@ -1,0 +1,121 @@
+"""The storage interface every backend implements, and the records it returns.
+
+Storage knows nothing of HTTP: it takes validated ids and byte streams, and raises errors from
+`mindproject.errors` (DeviceNotFound, UploadNotFound, StorageUnavailable, ...).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from mindproject.identifiers import format_time, version_time
+
+CHUNK_BYTES = 256 * 1024
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    """One stored version of a device's telemetry file."""
+
+    device_id: str
+    version: str
+    size: int
+    sha256: str
+    filename: str | None
+    content_type: str | None
+
+    @property
+    def uploaded_at(self) -> datetime:
+        return version_time(self.version)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "device_id": self.device_id,
+            "version": self.version,
+            "size": self.size,
+            "sha256": self.sha256,
+            "uploaded_at": format_time(self.uploaded_at),
+            "filename": self.filename,
+            "content_type": self.content_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    last: str | None  # key of the last item when more follow, else None
+
+
+class UploadSource(Protocol):
+    """A byte stream whose size and sha256 are final once iteration has ended.
+
+    Iteration raises (size limit, checksum mismatch, client gone) to make the backend abort.
+    """
+
+    size: int
+
+    @property
+    def sha256(self) -> str: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+class Storage(abc.ABC):
+    """Versions of telemetry files, per device. Writes become visible atomically."""
+
+    @abc.abstractmethod
+    async def save(
+        self,
+        device_id: str,
+        version: str,
+        source: UploadSource,
+        *,
+        filename: str | None,
+        content_type: str | None,
+    ) -> UploadInfo:
+        """Store a whole stream as a new version; on any error nothing is left behind."""
+
+    @abc.abstractmethod
+    async def latest(self, device_id: str) -> UploadInfo:
+        """The newest version of a device, or DeviceNotFound."""
+
+    @abc.abstractmethod
+    async def get(self, device_id: str, version: str) -> UploadInfo:
+        """One version, or UploadNotFound."""
+
+    @abc.abstractmethod
+    def read(
+        self, info: UploadInfo, start: int = 0, end: int | None = None
+    ) -> AsyncIterable[bytes]:
+        """Stream bytes [start, end) of a version in bounded chunks."""
+
+    @abc.abstractmethod
+    async def list_devices(self, *, prefix: str, after: str | None, limit: int) -> Page[str]:
+        """Device ids in ascending order, starting after `after`."""
+
+    @abc.abstractmethod
+    async def list_uploads(
+        self, device_id: str, *, after: str | None, limit: int
+    ) -> Page[UploadInfo]:
+        """A device's versions, newest first, starting after version `after`."""
+
+    @abc.abstractmethod
+    async def delete_device(self, device_id: str) -> int:
+        """Delete every version of a device; returns how many. DeviceNotFound if none."""
+
+    @abc.abstractmethod
+    async def delete_upload(self, device_id: str, version: str) -> None:
+        """Delete one version, or UploadNotFound."""
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Raise StorageUnavailable unless the storage answers now."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and handles."""

@@ -1,0 +1,81 @@
+"""Object keys of the object-store backends (S3, memory). See docs/storage.md.
+
+    <prefix>/devices/<device>                         empty marker: one per device, for listing
+    <prefix>/uploads/<device>/<version>.<sha256>.<size>.<kind>.<meta>   one per version
+    <prefix>/blobs/<device>/<version>                 bytes of a large version (kind "b")
+
+Version ids sort newest first, so listing `uploads/<device>/` gives the latest version first
+and a page of versions, with all their metadata, in one LIST request. Small uploads (kind "i")
+keep their bytes in the version object itself: one PUT makes them visible. Large ones are written
+to `blobs/` by multipart upload first, and become visible when the version object is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+from mindproject.storage.base import UploadInfo
+
+INLINE = "i"
+BLOB = "b"
+
+
+@dataclass(frozen=True)
+class Layout:
+    prefix: str
+
+    def _join(self, *parts: str) -> str:
+        return "/".join(part for part in (self.prefix, *parts) if part)
+
+    @property
+    def devices_dir(self) -> str:
+        return self._join("devices")
+
+    def device_marker(self, device_id: str) -> str:
+        return self._join("devices", device_id)
+
+    def uploads_dir(self, device_id: str) -> str:
+        return self._join("uploads", device_id)
+
+    def upload_key(self, info: UploadInfo, kind: str) -> str:
+        meta = ""
+        if info.filename is not None or info.content_type is not None:
+            raw = json.dumps([info.filename, info.content_type], separators=(",", ":")).encode()
+            meta = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        name = f"{info.version}.{info.sha256}.{info.size}.{kind}.{meta}"
+        return self._join("uploads", info.device_id, name)
+
+    def blob_key(self, device_id: str, version: str) -> str:
+        return self._join("blobs", device_id, version)
+
+    def parse_upload_key(self, key: str) -> tuple[UploadInfo, str]:
+        """(info, kind) from an upload key; ValueError if it is not one."""
+        device_dir, _, name = key.rpartition("/")
+        device_id = device_dir.rpartition("/")[2]
+        version, sha256, size, kind, meta = name.split(".")
+        filename = content_type = None
+        if meta:
+            try:
+                raw = base64.urlsafe_b64decode(meta + "=" * (-len(meta) % 4))
+                filename, content_type = json.loads(raw)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"bad metadata in {key}") from exc
+        return UploadInfo(device_id, version, int(size), sha256, filename, content_type), kind
+
+
+def device_list_offset(devices_dir: str, prefix: str, after: str | None) -> str | None:
+    """The LIST start-after key that skips straight to ids > after and starting with prefix.
+
+    Device ids use only characters below '~', so `<prefix minus its last char><that char - 1>~`
+    sorts after every id that comes before the prefix and before every id that starts with it.
+    """
+    candidates = []
+    if after is not None:
+        candidates.append(f"{devices_dir}/{after}")
+    if prefix:
+        before = prefix[:-1] + chr(ord(prefix[-1]) - 1) + "~"
+        candidates.append(f"{devices_dir}/{before}")
+    return max(candidates) if candidates else None

@@ -1,0 +1,255 @@
+"""Object-store backend (S3 and in-memory) over obstore, Rust's object_store for Python.
+
+Chosen by measurement over aiobotocore: see docs/decisions.md. Key layout: `layout.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import obstore
+from obstore.exceptions import BaseError as ObstoreError
+
+from mindproject.errors import (
+    DeviceNotFound,
+    MindProjectError,
+    StorageUnavailable,
+    UploadNotFound,
+)
+from mindproject.storage.base import CHUNK_BYTES, Page, Storage, UploadInfo, UploadSource
+from mindproject.storage.layout import BLOB, INLINE, Layout, device_list_offset
+
+if TYPE_CHECKING:
+    from obstore import GetOptions
+
+R = TypeVar("R")
+# Uploads up to this size are sent in one PUT; larger ones by multipart upload, whose parts are
+# this size too, with at most PARTS_IN_FLIGHT uploading at once: memory per upload stays bounded.
+PART_BYTES = 8 * 1024 * 1024
+PARTS_IN_FLIGHT = 4
+
+
+def _store_error(exc: Exception) -> MindProjectError:
+    if isinstance(exc, MindProjectError):
+        return exc
+    return StorageUnavailable(f"object storage failed: {type(exc).__name__}: {exc}"[:500])
+
+
+class ObjectStorage(Storage):
+    def __init__(self, store: Any, prefix: str = "") -> None:
+        self._store = store
+        self._layout = Layout(prefix.strip("/"))
+
+    async def _call(self, operation: Awaitable[R]) -> R:
+        try:
+            return await operation
+        except FileNotFoundError:
+            raise
+        except (ObstoreError, OSError, RuntimeError) as exc:
+            raise _store_error(exc) from exc
+
+    async def _keys(self, prefix: str, offset: str | None, limit: int) -> list[str]:
+        """Up to `limit` keys under `prefix` after `offset`, in order, one LIST page at a time."""
+        keys: list[str] = []
+        try:
+            stream = obstore.list(self._store, prefix=prefix, offset=offset, chunk_size=limit)
+            async for batch in stream:
+                keys.extend(meta["path"] for meta in batch)
+                if len(keys) >= limit:
+                    break
+        except (ObstoreError, OSError, RuntimeError) as exc:
+            raise _store_error(exc) from exc
+        return keys[:limit]
+
+    # writes --------------------------------------------------------------------------------
+    async def save(
+        self,
+        device_id: str,
+        version: str,
+        source: UploadSource,
+        *,
+        filename: str | None,
+        content_type: str | None,
+    ) -> UploadInfo:
+        chunks = source.__aiter__()
+        head = bytearray()
+        ended = False
+        while len(head) <= PART_BYTES:
+            try:
+                head += await anext(chunks)
+            except StopAsyncIteration:
+                ended = True
+                break
+        if ended:
+            info = UploadInfo(
+                device_id, version, source.size, source.sha256, filename, content_type
+            )
+            await self._call(
+                obstore.put_async(self._store, self._layout.device_marker(device_id), b"")
+            )
+            await self._call(
+                obstore.put_async(self._store, self._layout.upload_key(info, INLINE), bytes(head))
+            )
+            return info
+        blob = self._layout.blob_key(device_id, version)
+        await self._put_large(blob, bytes(head), chunks)
+        info = UploadInfo(device_id, version, source.size, source.sha256, filename, content_type)
+        try:
+            await self._call(
+                obstore.put_async(self._store, self._layout.device_marker(device_id), b"")
+            )
+            await self._call(
+                obstore.put_async(self._store, self._layout.upload_key(info, BLOB), b"")
+            )
+        except BaseException:
+            await self._forget(blob)
+            raise
+        return info
+
+    async def _mark_device(self, device_id: str) -> None:
+        marker = self._layout.device_marker(device_id)
+        await self._call(obstore.put_async(self._store, marker, b""))
+
+    async def _put_large(self, key: str, head: bytes, rest: AsyncIterator[bytes]) -> None:
+        # The source raises our own errors (size limit, checksum, client gone); obstore may wrap
+        # them, so remember the original and re-raise it.
+        failure: list[BaseException] = []
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield head
+            try:
+                async for chunk in rest:
+                    yield chunk
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        try:
+            await obstore.put_async(
+                self._store,
+                key,
+                parts(),
+                chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT,
+            )
+        except BaseException as exc:
+            await self._forget(key)
+            if failure:
+                raise failure[0] from None
+            if isinstance(exc, ObstoreError | OSError | RuntimeError):
+                raise _store_error(exc) from exc
+            raise
+
+    async def _forget(self, key: str) -> None:
+        """Best-effort removal of a half-written object (shielded: runs even when cancelled)."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(obstore.delete_async(self._store, key))
+
+    async def delete_device(self, device_id: str) -> int:
+        uploads_dir = self._layout.uploads_dir(device_id)
+        deleted = 0
+        while True:
+            keys = await self._keys(uploads_dir, None, 1000)
+            if not keys:
+                break
+            await self._delete_versions(keys)
+            deleted += len(keys)
+        if not deleted:
+            raise DeviceNotFound(f"no uploads for device {device_id}")
+        marker = self._layout.device_marker(device_id)
+        await self._call(obstore.delete_async(self._store, marker))
+        # An upload may have landed meanwhile: it keeps its device listed.
+        if await self._keys(uploads_dir, None, 1):
+            await self._call(obstore.put_async(self._store, marker, b""))
+        return deleted
+
+    async def delete_upload(self, device_id: str, version: str) -> None:
+        key, _, _ = await self._find(device_id, version)
+        await self._delete_versions([key])
+        if not await self._keys(self._layout.uploads_dir(device_id), None, 1):
+            marker = self._layout.device_marker(device_id)
+            await self._call(obstore.delete_async(self._store, marker))
+            if await self._keys(self._layout.uploads_dir(device_id), None, 1):
+                await self._call(obstore.put_async(self._store, marker, b""))
+
+    async def _delete_versions(self, keys: list[str]) -> None:
+        # The version object goes first: once it is gone the version is invisible.
+        await self._call(obstore.delete_async(self._store, keys))
+        blobs = []
+        for key in keys:
+            info, kind = self._layout.parse_upload_key(key)
+            if kind == BLOB:
+                blobs.append(self._layout.blob_key(info.device_id, info.version))
+        if blobs:
+            await self._call(obstore.delete_async(self._store, blobs))
+
+    # reads ---------------------------------------------------------------------------------
+    async def _find(self, device_id: str, version: str) -> tuple[str, UploadInfo, str]:
+        uploads_dir = self._layout.uploads_dir(device_id)
+        # Keys of this version are "<version>.<...>", the first keys after "<version>".
+        keys = await self._keys(uploads_dir, f"{uploads_dir}/{version}", 1)
+        if keys:
+            info, kind = self._layout.parse_upload_key(keys[0])
+            if info.version == version:
+                return keys[0], info, kind
+        raise UploadNotFound(f"device {device_id} has no upload {version}")
+
+    async def latest(self, device_id: str) -> UploadInfo:
+        keys = await self._keys(self._layout.uploads_dir(device_id), None, 1)
+        if not keys:
+            raise DeviceNotFound(f"no uploads for device {device_id}")
+        return self._layout.parse_upload_key(keys[0])[0]
+
+    async def get(self, device_id: str, version: str) -> UploadInfo:
+        return (await self._find(device_id, version))[1]
+
+    async def list_devices(self, *, prefix: str, after: str | None, limit: int) -> Page[str]:
+        devices_dir = self._layout.devices_dir
+        offset = device_list_offset(devices_dir, prefix, after)
+        keys = await self._keys(devices_dir, offset, limit + 1)
+        ids = [key.rpartition("/")[2] for key in keys]
+        ids = [device for device in ids if device.startswith(prefix)]
+        return Page(ids[:limit], ids[limit - 1] if len(ids) > limit else None)
+
+    async def list_uploads(
+        self, device_id: str, *, after: str | None, limit: int
+    ) -> Page[UploadInfo]:
+        uploads_dir = self._layout.uploads_dir(device_id)
+        offset = f"{uploads_dir}/{after}.~" if after else None
+        keys = await self._keys(uploads_dir, offset, limit + 1)
+        if not keys and after is None:
+            raise DeviceNotFound(f"no uploads for device {device_id}")
+        infos = [self._layout.parse_upload_key(key)[0] for key in keys]
+        return Page(infos[:limit], infos[limit - 1].version if len(infos) > limit else None)
+
+    async def read(
+        self, info: UploadInfo, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        end = info.size if end is None else end
+        if start >= end:
+            return
+        key, _, kind = await self._find(info.device_id, info.version)
+        if kind == BLOB:
+            key = self._layout.blob_key(info.device_id, info.version)
+        options: GetOptions = {}
+        if start > 0 or end < info.size:
+            options["range"] = (start, end)
+        try:
+            result = await obstore.get_async(self._store, key, options=options)
+            async for chunk in result.stream(min_chunk_size=CHUNK_BYTES):
+                yield bytes(chunk)
+        except FileNotFoundError:
+            raise UploadNotFound(f"device {info.device_id} has no upload {info.version}") from None
+        except (ObstoreError, OSError, RuntimeError) as exc:
+            raise _store_error(exc) from exc
+
+    async def check(self) -> None:
+        try:
+            await obstore.head_async(self._store, self._layout.device_marker(".readiness-probe"))
+        except FileNotFoundError:
+            return
+        except (ObstoreError, OSError, RuntimeError) as exc:
+            raise _store_error(exc) from exc

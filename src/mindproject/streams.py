@@ -1,0 +1,135 @@
+"""Byte streams between the socket and storage: checksums, size limits and base64.
+
+Everything here works chunk by chunk, so memory does not grow with the size of a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+
+from mindproject.errors import BadRequest, ChecksumMismatch, IncompleteBody, PayloadTooLarge
+
+# Digest algorithms a client may ask us to verify, by their RFC 9530 names.
+_DIGESTS = {"sha-256": "sha256", "sha-512": "sha512"}
+
+
+@dataclass
+class ExpectedDigests:
+    """Checksums the client sent with the upload: hashlib name -> expected raw digest."""
+
+    digests: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def from_headers(cls, content_digest: str | None, content_md5: str | None) -> ExpectedDigests:
+        expected: dict[str, bytes] = {}
+        if content_digest:
+            expected.update(_parse_content_digest(content_digest))
+        if content_md5:
+            expected["md5"] = _b64(content_md5.strip(), "Content-MD5")
+        return cls(expected)
+
+
+def _parse_content_digest(value: str) -> dict[str, bytes]:
+    """Parse an RFC 9530 `Content-Digest` (a structured-field dictionary of byte sequences)."""
+    found: dict[str, bytes] = {}
+    unknown: list[str] = []
+    for member in value.split(","):
+        name, sep, raw = member.strip().partition("=")
+        name = name.strip().lower()
+        raw = raw.strip()
+        if not sep or len(raw) < 2 or raw[0] != ":" or raw[-1] != ":":
+            raise BadRequest("Content-Digest must look like sha-256=:<base64>:")
+        if name in _DIGESTS:
+            found[_DIGESTS[name]] = _b64(raw[1:-1], "Content-Digest")
+        else:
+            unknown.append(name)
+    if not found:
+        raise BadRequest(
+            f"Content-Digest algorithm(s) {', '.join(unknown)} not supported; "
+            f"use one of {', '.join(_DIGESTS)}"
+        )
+    return found
+
+
+def _b64(value: str, header: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{header} is not valid base64") from None
+
+
+class MeasuredStream:
+    """Passes chunks through while hashing them and enforcing the size limit.
+
+    When the source ends it checks the client's digests and the declared length, raising
+    before the storage backend commits anything. After that, `size` and `sha256` are final.
+    """
+
+    def __init__(
+        self,
+        source: AsyncIterable[bytes],
+        *,
+        max_bytes: int,
+        expected: ExpectedDigests | None = None,
+        declared_length: int | None = None,
+    ) -> None:
+        self._source = source
+        self._max_bytes = max_bytes
+        self._declared_length = declared_length
+        self._expected = expected.digests if expected else {}
+        self._sha256 = hashlib.sha256()
+        self._extra = {name: hashlib.new(name) for name in self._expected if name != "sha256"}
+        self.size = 0
+        self.finished = False
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._source:
+            if not chunk:
+                continue
+            self.size += len(chunk)
+            if self.size > self._max_bytes:
+                raise PayloadTooLarge(f"upload exceeds the maximum of {self._max_bytes} bytes")
+            self._sha256.update(chunk)
+            for digest in self._extra.values():
+                digest.update(chunk)
+            yield chunk
+        self._verify()
+        self.finished = True
+
+    def _verify(self) -> None:
+        if self._declared_length is not None and self.size != self._declared_length:
+            raise IncompleteBody(
+                f"body has {self.size} bytes but Content-Length said {self._declared_length}"
+            )
+        for name, want in self._expected.items():
+            got = self._sha256.digest() if name == "sha256" else self._extra[name].digest()
+            if got != want:
+                raise ChecksumMismatch(f"{name} of the received bytes does not match the header")
+
+
+def base64_length(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+async def base64_chunks(source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Encode a byte stream as one continuous base64 text, chunk by chunk."""
+    carry = b""
+    async for chunk in source:
+        data = carry + chunk if carry else chunk
+        cut = len(data) - len(data) % 3
+        carry = data[cut:]
+        if cut:
+            yield base64.b64encode(data[:cut])
+    if carry:
+        yield base64.b64encode(carry)
