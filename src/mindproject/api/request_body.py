@@ -14,10 +14,18 @@ from mindproject.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from mindproject.multipart import MultipartFile, boundary_of, clean_filename
+from mindproject.multipart import (
+    MAX_OTHER_FIELDS_BYTES,
+    MultipartFile,
+    boundary_of,
+    clean_filename,
+)
 from mindproject.streams import ExpectedDigests, MeasuredStream
 
 RAW_TYPES = ("application/octet-stream",)
+# A multipart body is the file plus boundaries, part headers and small fields: the exact limit is
+# enforced on the file bytes while streaming; Content-Length is checked with this much slack.
+ENVELOPE_ALLOWANCE = MAX_OTHER_FIELDS_BYTES + 16 * 1024
 
 
 @dataclass
@@ -37,6 +45,7 @@ async def _socket_chunks(request: Request) -> AsyncIterator[bytes]:
 
 
 def _declared_length(request: Request, max_bytes: int) -> int | None:
+    """The Content-Length, refused early when even the envelope cannot make it fit."""
     raw = request.headers.get("content-length")
     if raw is None:
         if "chunked" not in request.headers.get("transfer-encoding", "").lower():
@@ -52,13 +61,14 @@ def _declared_length(request: Request, max_bytes: int) -> int | None:
 
 async def read_upload(request: Request, max_bytes: int) -> UploadBody:
     """Check the request's headers and start reading its body; nothing is stored here."""
-    length = _declared_length(request, max_bytes)
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
+    is_form = media_type == "multipart/form-data"
+    length = _declared_length(request, max_bytes + (ENVELOPE_ALLOWANCE if is_form else 0))
     expected = ExpectedDigests.from_headers(
         request.headers.get("content-digest"), request.headers.get("content-md5")
     )
-    if media_type == "multipart/form-data":
+    if is_form:
         form = MultipartFile(_socket_chunks(request), boundary_of(content_type))
         await form.start()
         # The size limit applies to the file; the form's envelope adds a few hundred bytes.
