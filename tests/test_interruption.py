@@ -1,0 +1,80 @@
+"""A client that disconnects halfway leaves no version, no temp file and no unfinished S3
+multipart upload behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import s3_client
+from tests.helpers import RunningServer, run_server
+
+MiB = 1024**2
+
+
+def send_half_and_vanish(server: RunningServer, device: str, total: int, multipart: bool) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    if multipart:
+        head = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n')
+        content_type = b"multipart/form-data; boundary=B"
+    else:
+        head, content_type = b"", b"application/octet-stream"
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"PUT /api/devices/" + device.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: " + content_type + b"\r\nContent-Length: " + str(total).encode()
+            + b"\r\n\r\n" + head
+        )
+        sent = len(head)
+        block = os.urandom(MiB)
+        while sent < total // 2:
+            sock.sendall(block)
+            sent += len(block)
+        time.sleep(0.3)  # let the server start storing what it has
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+def eventually(check, what: str, seconds: float = 20) -> None:  # type: ignore[no-untyped-def]
+    """Poll until the server has noticed the disconnect and cleaned up (bounded, not timed)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still left behind after {seconds} s: {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("multipart", [True, False], ids=["multipart", "raw"])
+def test_disconnect_on_file_backend_leaves_nothing(tmp_path: Path, multipart: bool) -> None:
+    data = tmp_path / "data"
+    with run_server(tmp_path, f"file://{data}") as server:
+        send_half_and_vanish(server, "flaky", 40 * MiB, multipart)
+        eventually(lambda: not list((data / "tmp").iterdir()), "temp files")
+        assert not (data / "blobs" / "flaky").exists() or not list((data / "blobs" / "flaky").iterdir())
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/api/devices/flaky").status_code == 404
+            assert client.get("/api/devices/").json()["TelemetryDataDownloads"] == []
+            # The server is fine afterwards.
+            assert client.put("/api/devices/flaky", files={"file": ("f", b"ok")}).status_code == 200
+
+
+@pytest.mark.parametrize("multipart", [True, False], ids=["multipart", "raw"])
+def test_disconnect_on_s3_leaves_no_multipart_upload(
+    tmp_path: Path, s3_env: dict[str, str], s3_bucket: str, multipart: bool
+) -> None:
+    s3 = s3_client(s3_env)
+    with run_server(tmp_path, f"s3://{s3_bucket}/t", env=s3_env) as server:
+        send_half_and_vanish(server, "flaky", 40 * MiB, multipart)  # > one 8 MiB part
+        eventually(
+            lambda: not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"),
+            "unfinished multipart uploads",
+        )
+        eventually(
+            lambda: not s3.list_objects_v2(Bucket=s3_bucket).get("Contents"), "objects in the bucket"
+        )
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/api/devices/flaky").status_code == 404
