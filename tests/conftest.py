@@ -21,7 +21,9 @@ def _s3_unavailable_reason() -> str | None:
     if not S3_SCRIPT.exists():
         return f"{S3_SCRIPT} is missing"
     if not shutil.which("radosgw"):
-        return "radosgw is not installed (make test installs it: scripts/install-system-packages.sh)"
+        return (
+            "radosgw is not installed (make test installs it: scripts/install-system-packages.sh)"
+        )
     return None
 
 
@@ -30,9 +32,12 @@ def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     """A real S3 server on loopback, started for this test session by scripts/s3-server.sh."""
     if external := os.environ.get("MINDPROJECT_TEST_S3_ENDPOINT"):
         # Reuse a server someone already started (e.g. `make cluster`); keys from the env.
-        yield {"AWS_ENDPOINT_URL": external, "AWS_REGION": "us-east-1",
-               "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
-               "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"]}
+        yield {
+            "AWS_ENDPOINT_URL": external,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+        }
         return
     reason = _s3_unavailable_reason()
     if reason:
@@ -41,7 +46,10 @@ def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     port = free_port()
     started = subprocess.run(
         ["bash", str(S3_SCRIPT), "start", str(workdir), str(port)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if started.returncode != 0:
         pytest.fail(f"could not start the S3 server:\n{started.stdout}\n{started.stderr}")

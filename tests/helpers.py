@@ -54,14 +54,27 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pat
 
 @contextmanager
 def run_server(
-    tmp_path: Path, storage: str, *, env: dict[str, str] | None = None, args: list[str] = ()
+    tmp_path: Path,
+    storage: str,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
     """Start `mindproject serve` as a real process on a free loopback port."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     environment = {**os.environ, **(env or {})}
-    command = [sys.executable, "-m", "mindproject.cli", "serve", "--port", str(port),
-               "--storage", storage, *args]
+    command = [
+        sys.executable,
+        "-m",
+        "mindproject.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--storage",
+        storage,
+        *args,
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     url = f"http://127.0.0.1:{port}"

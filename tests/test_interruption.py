@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,15 +21,19 @@ MiB = 1024**2
 def send_half_and_vanish(server: RunningServer, device: str, total: int, multipart: bool) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     if multipart:
-        head = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n')
+        head = b'--B\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
         content_type = b"multipart/form-data; boundary=B"
     else:
         head, content_type = b"", b"application/octet-stream"
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
             b"PUT /api/devices/" + device.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: " + content_type + b"\r\nContent-Length: " + str(total).encode()
-            + b"\r\n\r\n" + head
+            b"Content-Type: "
+            + content_type
+            + b"\r\nContent-Length: "
+            + str(total).encode()
+            + b"\r\n\r\n"
+            + head
         )
         sent = len(head)
         block = os.urandom(MiB)
@@ -39,7 +44,7 @@ def send_half_and_vanish(server: RunningServer, device: str, total: int, multipa
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
-def eventually(check, what: str, seconds: float = 20) -> None:  # type: ignore[no-untyped-def]
+def eventually(check: Callable[[], object], what: str, seconds: float = 20) -> None:
     """Poll until the server has noticed the disconnect and cleaned up (bounded, not timed)."""
     deadline = time.monotonic() + seconds
     while not check():
@@ -54,7 +59,9 @@ def test_disconnect_on_file_backend_leaves_nothing(tmp_path: Path, multipart: bo
     with run_server(tmp_path, f"file://{data}") as server:
         send_half_and_vanish(server, "flaky", 40 * MiB, multipart)
         eventually(lambda: not list((data / "tmp").iterdir()), "temp files")
-        assert not (data / "blobs" / "flaky").exists() or not list((data / "blobs" / "flaky").iterdir())
+        assert not (data / "blobs" / "flaky").exists() or not list(
+            (data / "blobs" / "flaky").iterdir()
+        )
         with httpx.Client(base_url=server.url) as client:
             assert client.get("/api/devices/flaky").status_code == 404
             assert client.get("/api/devices/").json()["TelemetryDataDownloads"] == []
@@ -74,7 +81,8 @@ def test_disconnect_on_s3_leaves_no_multipart_upload(
             "unfinished multipart uploads",
         )
         eventually(
-            lambda: not s3.list_objects_v2(Bucket=s3_bucket).get("Contents"), "objects in the bucket"
+            lambda: not s3.list_objects_v2(Bucket=s3_bucket).get("Contents"),
+            "objects in the bucket",
         )
         with httpx.Client(base_url=server.url) as client:
             assert client.get("/api/devices/flaky").status_code == 404

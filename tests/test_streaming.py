@@ -53,9 +53,10 @@ def test_one_gib_up_and_down_in_bounded_memory(
         storage = f"s3://{request.getfixturevalue('s3_bucket')}/big"
         env = request.getfixturevalue("s3_env")
     want = expected_sha256()
-    with run_server(tmp_path, storage, env=env) as server, httpx.Client(
-        base_url=server.url, timeout=600
-    ) as client:
+    with (
+        run_server(tmp_path, storage, env=env) as server,
+        httpx.Client(base_url=server.url, timeout=600) as client,
+    ):
         # Warm up every code path once, then take the baseline.
         client.put("/api/devices/warm", files={"file": ("w", b"w" * 100_000)})
         client.get("/api/devices/warm")

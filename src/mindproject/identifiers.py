@@ -59,7 +59,12 @@ def encode_cursor(last: str) -> str:
     return base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"[A-Za-z0-9_\-]{1,400}")
+
+
 def decode_cursor(cursor: str) -> str:
+    if not _CURSOR.fullmatch(cursor):
+        raise InvalidParameter("cursor is not one this service issued")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return raw.decode("ascii")

@@ -76,7 +76,9 @@ def test_duplicate_file_fields_rejected(client: httpx.Client) -> None:
 def test_truncated_multipart_rejected(client: httpx.Client) -> None:
     body = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\npartial data'
     response = client.put(
-        "/api/devices/d", content=body, headers={"Content-Type": "multipart/form-data; boundary=XyZ"}
+        "/api/devices/d",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
     )
     assert_error(response, 400, "malformed_body")
     nothing_stored(client)
@@ -90,7 +92,9 @@ def test_multipart_without_boundary_rejected(client: httpx.Client) -> None:
 
 
 def test_wrong_content_type_is_415(client: httpx.Client) -> None:
-    response = client.put("/api/devices/d", content=b"{}", headers={"Content-Type": "application/json"})
+    response = client.put(
+        "/api/devices/d", content=b"{}", headers={"Content-Type": "application/json"}
+    )
     assert_error(response, 415, "unsupported_media_type")
     nothing_stored(client)
 
@@ -161,14 +165,18 @@ def test_no_length_and_no_chunking_is_411(server: RunningServer) -> None:
 
 @pytest.fixture
 def small_server(tmp_path: Path) -> Iterator[RunningServer]:
-    with run_server(tmp_path, f"file://{tmp_path / 'data'}", args=["--max-upload-bytes", "1000"]) as s:
+    with run_server(
+        tmp_path, f"file://{tmp_path / 'data'}", args=("--max-upload-bytes", "1000")
+    ) as s:
         yield s
 
 
 def test_too_large_is_413_declared_or_streamed(small_server: RunningServer) -> None:
     with httpx.Client(base_url=small_server.url, timeout=30) as client:
         declared = client.put(
-            "/api/devices/d", content=b"x" * 1001, headers={"Content-Type": "application/octet-stream"}
+            "/api/devices/d",
+            content=b"x" * 1001,
+            headers={"Content-Type": "application/octet-stream"},
         )
         assert_error(declared, 413, "payload_too_large")
 
@@ -177,7 +185,9 @@ def test_too_large_is_413_declared_or_streamed(small_server: RunningServer) -> N
                 yield b"y" * 100
 
         streamed = client.put(
-            "/api/devices/d", content=chunked(), headers={"Content-Type": "application/octet-stream"}
+            "/api/devices/d",
+            content=chunked(),
+            headers={"Content-Type": "application/octet-stream"},
         )
         assert_error(streamed, 413, "payload_too_large")
         multipart = client.put("/api/devices/d", files={"file": ("f", b"z" * 1001)})
@@ -195,11 +205,14 @@ def test_unreachable_storage_is_503_and_not_ready(tmp_path: Path) -> None:
         "AWS_SECRET_ACCESS_KEY": "s",
         "AWS_REGION": "us-east-1",
     }
-    with run_server(tmp_path, "s3://nowhere/x", env=env) as server, httpx.Client(
-        base_url=server.url, timeout=30
-    ) as client:
+    with (
+        run_server(tmp_path, "s3://nowhere/x", env=env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         assert_error(client.get("/readyz"), 503, "storage_unavailable")
-        assert_error(client.put("/api/devices/d", files={"file": ("f", b"x")}), 503, "storage_unavailable")
+        assert_error(
+            client.put("/api/devices/d", files={"file": ("f", b"x")}), 503, "storage_unavailable"
+        )
         assert_error(client.get("/api/devices/d"), 503, "storage_unavailable")
         assert_error(client.get("/api/devices/"), 503, "storage_unavailable")
         assert client.get("/healthz").status_code == 200

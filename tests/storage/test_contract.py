@@ -38,12 +38,17 @@ def measured(data: bytes, **kwargs: object) -> MeasuredStream:
 
 async def save(storage: Storage, device: str, data: bytes, **kwargs: object) -> UploadInfo:
     return await storage.save(
-        device, new_version_id(), measured(data, **kwargs), filename="t.bin",
+        device,
+        new_version_id(),
+        measured(data, **kwargs),
+        filename="t.bin",
         content_type="application/octet-stream",
     )
 
 
-async def read_all(storage: Storage, info: UploadInfo, start: int = 0, end: int | None = None) -> bytes:
+async def read_all(
+    storage: Storage, info: UploadInfo, start: int = 0, end: int | None = None
+) -> bytes:
     return b"".join([chunk async for chunk in storage.read(info, start, end)])
 
 
@@ -80,9 +85,10 @@ async def test_large_upload_streams_through(storage: Storage) -> None:
     info = await save(storage, "big", data)
     assert info.sha256 == hashlib.sha256(data).hexdigest()
     assert hashlib.sha256(await read_all(storage, info)).hexdigest() == info.sha256
-    assert await read_all(storage, info, 9 * 1024 * 1024, 9 * 1024 * 1024 + 10) == data[
-        9 * 1024 * 1024 : 9 * 1024 * 1024 + 10
-    ]
+    assert (
+        await read_all(storage, info, 9 * 1024 * 1024, 9 * 1024 * 1024 + 10)
+        == data[9 * 1024 * 1024 : 9 * 1024 * 1024 + 10]
+    )
 
 
 async def test_byte_ranges(storage: Storage) -> None:
@@ -127,7 +133,10 @@ async def test_list_devices_sorted_paginated_and_prefixed(storage: Storage) -> N
     second = await storage.list_devices(prefix="", after=first.last, limit=3)
     assert second.items == sorted(ids)[3:6]
     assert (await storage.list_devices(prefix="a", after=None, limit=10)).items == [
-        "a", "a.0", "a:1", "ab"
+        "a",
+        "a.0",
+        "a:1",
+        "ab",
     ]
     assert (await storage.list_devices(prefix="ab", after=None, limit=10)).items == ["ab"]
     assert (await storage.list_devices(prefix="a", after="a.0", limit=10)).items == ["a:1", "ab"]

@@ -1,0 +1,70 @@
+"""Settings: defaults, environment, flags, clear refusals, and documentation of each one."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mindproject.config import Settings, load_settings
+from mindproject.errors import ConfigurationError
+from tests.helpers import REPO
+
+
+def test_defaults_match_the_seed() -> None:
+    settings = load_settings()
+    assert settings.port == 5000
+    assert settings.host == "127.0.0.1"
+    assert settings.storage == "file://./data"
+    assert settings.fsync is True
+
+
+def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINDPROJECT_PORT", "6000")
+    monkeypatch.setenv("MINDPROJECT_MAX_UPLOAD_BYTES", "1234")
+    assert load_settings().port == 6000
+    assert load_settings(port=7000).port == 7000
+    assert load_settings().max_upload_bytes == 1234
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MINDPROJECT_PORT", "eighty"),
+        ("MINDPROJECT_PORT", "70000"),
+        ("MINDPROJECT_WORKERS", "0"),
+        ("MINDPROJECT_STORAGE", "ftp://somewhere"),
+        ("MINDPROJECT_STORAGE", "s3://"),
+        ("MINDPROJECT_MAX_UPLOAD_BYTES", "-1"),
+        ("MINDPROJECT_LOG_LEVEL", "loud"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings()
+
+
+def test_serve_stops_with_a_message_naming_the_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mindproject.cli", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "MINDPROJECT_PORT" in result.stderr
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    for name in Settings.model_fields:
+        variable = f"MINDPROJECT_{name.upper()}"
+        assert re.search(rf"`{variable}`", readme), f"{variable} is not in the README's table"
+        if name != "fsync":
+            assert f"--{name.replace('_', '-')}" in readme, f"flag for {variable} not documented"
