@@ -1,0 +1,49 @@
+"""S3 specifics, against the real Ceph RADOS Gateway: signatures are verified, and the key layout
+is the one docs/storage.md describes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mindproject.errors import StorageUnavailable
+from mindproject.identifiers import new_version_id
+from mindproject.storage import open_storage
+from tests.conftest import s3_client
+from tests.storage.test_contract import measured
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_wrong_secret_key_is_refused(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-key-at-all-0000000000")
+    storage = open_storage(f"s3://{s3_bucket}/x")
+    with pytest.raises(StorageUnavailable):
+        await storage.check()
+    with pytest.raises(StorageUnavailable):
+        await storage.save("d", new_version_id(), measured(b"x"), filename=None, content_type=None)
+
+
+async def test_keys_follow_the_documented_layout(s3_env: dict[str, str], s3_bucket: str) -> None:
+    storage = open_storage(f"s3://{s3_bucket}/fleet")
+    small = await storage.save(
+        "dev:1", new_version_id(), measured(b"small"), filename="a.csv", content_type="text/csv"
+    )
+    big = await storage.save(
+        "dev:1",
+        new_version_id(),
+        measured(b"x" * (9 * 1024 * 1024)),
+        filename=None,
+        content_type=None,
+    )
+    listed = s3_client(s3_env).list_objects_v2(Bucket=s3_bucket)
+    keys = sorted(obj["Key"] for obj in listed["Contents"])
+    assert keys == sorted(
+        [
+            "fleet/devices/dev:1",
+            f"fleet/blobs/dev:1/{big.version}",
+            f"fleet/uploads/dev:1/{big.version}.{big.sha256}.{big.size}.b.",
+            next(k for k in keys if k.startswith(f"fleet/uploads/dev:1/{small.version}.")),
+        ]
+    )
+    inline = next(k for k in keys if k.startswith(f"fleet/uploads/dev:1/{small.version}."))
+    assert inline.startswith(f"fleet/uploads/dev:1/{small.version}.{small.sha256}.5.i.")
