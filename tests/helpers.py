@@ -24,11 +24,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TEST_SECRET_KEY = "test-signing-key-7f3a9c1e5b2d8f4a6c0e9b7d5f3a1c8e"
+
+
+def make_token(role: str = "admin", device: str | None = None, ttl: int | None = None) -> str:
+    """A token signed with the test key, as `mindproject token create` would make it."""
+    from mindproject.auth.keys import KeyRing
+    from mindproject.auth.tokens import Role, issue_token
+
+    keys = KeyRing.of(TEST_SECRET_KEY, [], "test")
+    return issue_token(keys, Role(role), device_id=device, ttl_seconds=ttl)
+
+
 @dataclass
 class RunningServer:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    auth_headers: dict[str, str]
+
+    def client(self, token: str | None = "admin", **kwargs: object) -> httpx.Client:
+        """An HTTP client for this server, sending an admin token unless told otherwise."""
+        headers = dict(self.auth_headers) if token == "admin" else {}
+        if token not in (None, "admin"):
+            headers = {"Authorization": f"Bearer {token}"}
+        kwargs.setdefault("timeout", 60)
+        return httpx.Client(base_url=self.url, headers=headers, **kwargs)  # type: ignore[arg-type]
 
     @property
     def pid(self) -> int:
@@ -60,10 +81,13 @@ def run_server(
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
-    """Start `mindproject serve` as a real process on a free loopback port."""
+    """Start `mindproject serve` as a real process on a free loopback port, with token auth on
+    (the test signing key) unless `env` says otherwise."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
-    environment = {**os.environ, **(env or {})}
+    environment = {**os.environ, "MINDPROJECT_SECRET_KEY": TEST_SECRET_KEY, **(env or {})}
+    open_mode = environment.get("MINDPROJECT_AUTH") == "off"
+    auth_headers = {} if open_mode else {"Authorization": f"Bearer {make_token()}"}
     command = [
         sys.executable,
         "-m",
@@ -80,7 +104,7 @@ def run_server(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process, log_path)
-        yield RunningServer(url, process, log_path)
+        yield RunningServer(url, process, log_path, auth_headers)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -66,5 +66,14 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     for name in Settings.model_fields:
         variable = f"MINDPROJECT_{name.upper()}"
         assert re.search(rf"`{variable}`", readme), f"{variable} is not in the README's table"
-        if name != "fsync":
-            assert f"--{name.replace('_', '-')}" in readme, f"flag for {variable} not documented"
+        if name not in ("secret_key", "previous_secret_keys"):  # environment only, by design
+            assert f"`--{name.replace('_', '-')}`" in readme, f"flag for {variable} not documented"
+
+
+def test_every_setting_has_a_serve_flag() -> None:
+    from mindproject.cli import _parser
+
+    serve = _parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    flags = {option for action in serve._actions for option in action.option_strings}
+    for name in set(Settings.model_fields) - {"secret_key", "previous_secret_keys"}:
+        assert f"--{name.replace('_', '-')}" in flags

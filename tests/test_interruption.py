@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import s3_client
@@ -62,7 +61,7 @@ def test_disconnect_on_file_backend_leaves_nothing(tmp_path: Path, multipart: bo
         assert not (data / "blobs" / "flaky").exists() or not list(
             (data / "blobs" / "flaky").iterdir()
         )
-        with httpx.Client(base_url=server.url) as client:
+        with server.client() as client:
             assert client.get("/api/devices/flaky").status_code == 404
             assert client.get("/api/devices/").json()["TelemetryDataDownloads"] == []
             # The server is fine afterwards.
@@ -84,5 +83,5 @@ def test_disconnect_on_s3_leaves_no_multipart_upload(
             lambda: not s3.list_objects_v2(Bucket=s3_bucket).get("Contents"),
             "objects in the bucket",
         )
-        with httpx.Client(base_url=server.url) as client:
+        with server.client() as client:
             assert client.get("/api/devices/flaky").status_code == 404

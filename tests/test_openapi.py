@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import httpx
 from starlette.routing import Route
 
 from mindproject.api import devices, health, uploads
@@ -23,7 +22,7 @@ def test_every_api_route_is_described() -> None:
 
 
 def test_docs_page_and_assets_are_served_locally(server: RunningServer) -> None:
-    with httpx.Client(base_url=server.url) as client:
+    with server.client() as client:
         page = client.get("/api/")
         assert page.status_code == 200
         sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)

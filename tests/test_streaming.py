@@ -8,7 +8,6 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.helpers import peak_rss_bytes, rss_bytes, run_server
@@ -55,7 +54,7 @@ def test_one_gib_up_and_down_in_bounded_memory(
     want = expected_sha256()
     with (
         run_server(tmp_path, storage, env=env) as server,
-        httpx.Client(base_url=server.url, timeout=600) as client,
+        server.client(timeout=600) as client,
     ):
         # Warm up every code path once, then take the baseline.
         client.put("/api/devices/warm", files={"file": ("w", b"w" * 100_000)})

@@ -8,11 +8,17 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
-from mindproject.api import devices, docs, health, uploads
+from mindproject.api import devices, docs, health, revocations, uploads
 from mindproject.api.errors import HANDLERS
+from mindproject.auth.authenticator import Authenticator
+from mindproject.auth.keys import load_keys
+from mindproject.auth.revocations import Revocations
+from mindproject.auth.tokens import TokenVerifier
 from mindproject.config import Settings, load_settings
 from mindproject.lifecycle import watch_for_shutdown
+from mindproject.limits import RateLimiter, UploadSlots
 from mindproject.observability import RequestContext, configure_logging
 from mindproject.storage import Storage, open_storage
 
@@ -33,16 +39,57 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     """The app. Without arguments (as uvicorn's factory) settings come from the environment."""
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    verifier = TokenVerifier(load_keys(settings)) if settings.auth == "token" else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.storage = storage or open_storage(settings.storage, fsync=settings.fsync)
+        backend = storage or open_storage(settings.storage, fsync=settings.fsync)
+        app.state.storage = backend
+        app.state.authenticator = Authenticator(
+            verifier, Revocations(backend, settings.revocation_refresh_seconds)
+        )
         watch_for_shutdown()
-        log.info("ready to serve", extra={"storage": settings.storage})
+        if verifier is None:
+            log.warning(
+                "AUTH IS OFF (MINDPROJECT_AUTH=off): anyone who can reach %s:%s can read, write "
+                "and delete every device's data. For local experiments only.",
+                settings.host,
+                settings.port,
+            )
+        log.info("ready to serve", extra={"storage": settings.storage, "auth": settings.auth})
         try:
             yield
         finally:
-            await app.state.storage.close()
+            await backend.close()
+
+    middleware = [
+        Middleware(
+            RequestContext,
+            extra_headers=SECURITY_HEADERS,
+            max_header_bytes=settings.max_header_bytes,
+        )
+    ]
+    if settings.cors_origin_list:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origin_list,
+                allow_methods=["GET", "PUT", "DELETE"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Content-Digest",
+                    "Content-MD5",
+                    "X-Filename",
+                    "X-Request-ID",
+                    "Range",
+                    "If-None-Match",
+                ],
+                expose_headers=["X-Request-ID", "ETag", "Content-Range", "X-Version"],
+                allow_credentials=False,
+                max_age=600,
+            )
+        )
 
     app = Starlette(
         routes=[
@@ -50,11 +97,14 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             *docs.routes,
             *devices.routes,
             *uploads.routes,
+            *revocations.routes,
             *devices.fallback_routes,
         ],
         exception_handlers=HANDLERS,
-        middleware=[Middleware(RequestContext, extra_headers=SECURITY_HEADERS)],
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads_per_device)
     return app

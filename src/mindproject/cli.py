@@ -1,57 +1,184 @@
-"""The `mindproject` command: `mindproject serve [flags]`.
+"""The `mindproject` command.
 
-Every flag has a `MINDPROJECT_*` environment variable twin; flags win.
+    mindproject serve [--storage URL] [--port N] ...     serve the HTTP API
+    mindproject token create --device ID | --role R       print a bearer token
+    mindproject revoke ID / mindproject unrevoke ID       via the server's HTTP API
+
+Every `serve` flag has a `MINDPROJECT_*` environment variable twin (flags win); the signing keys
+are read from the environment or the key file only, never from flags (they would show in `ps`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import sys
+from typing import Any, get_args
 
 from mindproject import __version__
-from mindproject.config import load_settings
-from mindproject.errors import ConfigurationError
+from mindproject.config import Settings, load_settings
+from mindproject.errors import ConfigurationError, MindProjectError
+
+_ENV_ONLY = {"secret_key", "previous_secret_keys"}
+_TTL = re.compile(r"(\d+)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+ADMIN_BANNER_TTL = 24 * 3600
+
+
+def parse_ttl(text: str) -> int | None:
+    if text.lower() in ("none", "never", "0"):
+        return None
+    match = _TTL.fullmatch(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError("use e.g. 3600, 15m, 12h, 30d or none")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting, generated from the settings model so they cannot drift apart."""
+    for name, field in Settings.model_fields.items():
+        if name in _ENV_ONLY:
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} (env MINDPROJECT_{name.upper()})"
+        if field.annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        elif choices := get_args(field.annotation):
+            parser.add_argument(
+                flag, choices=[c for c in choices if isinstance(c, str)], help=help_text
+            )
+        else:
+            parser.add_argument(flag, help=help_text)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mindproject", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mindproject", description="Telemetry upload service")
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the HTTP API")
-    serve.add_argument("--storage", help="file:///path, s3://bucket/prefix or memory://")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="TCP port (default 5000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
-    serve.add_argument("--max-upload-bytes", type=int, help="largest accepted upload")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument(
-        "--no-fsync",
-        dest="fsync",
-        action="store_const",
-        const=False,
-        help="file backend: do not flush uploads to disk before answering",
+
+    _add_setting_flags(commands.add_parser("serve", help="serve the HTTP API"))
+
+    token = commands.add_parser("token", help="bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="print a new signed token")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--device", help="a device token for this device id")
+    who.add_argument("--role", choices=["operator", "admin"])
+    create.add_argument(
+        "--ttl",
+        type=parse_ttl,
+        default=None,
+        help="lifetime, e.g. 12h or 30d (default: none for devices, 30d else)",
     )
-    serve.add_argument(
-        "--shutdown-grace-seconds",
-        type=float,
-        help="how long in-flight requests may finish on SIGTERM",
-    )
+    create.add_argument("--storage", help="to find the default key file (MINDPROJECT_STORAGE)")
+    create.add_argument("--secret-key-file", help="key file (MINDPROJECT_SECRET_KEY_FILE)")
+
+    for name, text in (
+        ("revoke", "revoke every token a device holds"),
+        ("unrevoke", "lift a device's revocation"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("device_id")
+        command.add_argument(
+            "--url", default=os.environ.get("MINDPROJECT_URL", "http://127.0.0.1:5000")
+        )
+        command.add_argument(
+            "--token",
+            default=os.environ.get("MINDPROJECT_TOKEN"),
+            help="an admin token (env MINDPROJECT_TOKEN)",
+        )
     return parser
+
+
+def _settings_from(args: argparse.Namespace, names: set[str]) -> Settings:
+    options: dict[str, Any] = {name: getattr(args, name, None) for name in names}
+    return load_settings(**options)
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from mindproject.auth.keys import default_key_file, ensure_key_file, load_keys
+    from mindproject.auth.tokens import Role, issue_token
+
+    settings = _settings_from(args, {"storage", "secret_key_file"})
+    if settings.secret_key is None and settings.secret_key_file is None:
+        path = default_key_file(settings)
+        if path is not None:
+            ensure_key_file(path)
+    keys = load_keys(settings)
+    role = Role.DEVICE if args.device else Role(args.role)
+    ttl = args.ttl if args.ttl is not None or role is Role.DEVICE else 30 * 86400
+    print(issue_token(keys, role, device_id=args.device, ttl_seconds=ttl))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mindproject.server import serve
+
+    settings = _settings_from(args, set(Settings.model_fields) - _ENV_ONLY)
+    if settings.auth == "token":
+        settings = _prepare_keys(settings)
+    serve(settings)
+    return 0
+
+
+def _prepare_keys(settings: Settings) -> Settings:
+    """Check the keys before any worker starts; with no key configured and files on local disk,
+    make the key file and print an admin token with a curl example to get going."""
+    from mindproject.auth.keys import default_key_file, ensure_key_file, load_keys
+    from mindproject.auth.tokens import Role, issue_token
+
+    default = default_key_file(settings)
+    uses_default = settings.secret_key is None and settings.secret_key_file is None
+    if uses_default and default is not None:
+        created = ensure_key_file(default)
+        settings = settings.model_copy(update={"secret_key_file": default})
+        keys = load_keys(settings)
+        token = issue_token(keys, Role.ADMIN, ttl_seconds=ADMIN_BANNER_TTL)
+        url = f"http://{settings.host}:{settings.port}"
+        print(
+            f"\nMindProject: token auth is on. Signing key: {default}"
+            f"{' (created now, mode 0600)' if created else ''}\n"
+            f"Admin token, valid 24 h:\n  export TOKEN={token}\n"
+            f"Try:\n  curl -H \"Authorization: Bearer $TOKEN\" -X PUT -F 'file=@/etc/hostname' "
+            f"{url}/api/devices/sensor-1\n"
+            f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/devices/\n'
+            f"Device tokens: mindproject token create --device sensor-1\n",
+            file=sys.stderr,
+        )
+    else:
+        load_keys(settings)
+    return settings
+
+
+def _revocation(args: argparse.Namespace) -> int:
+    from mindproject.client import Client
+
+    client = Client(args.url, args.token)
+    result = (
+        client.revoke(args.device_id)
+        if args.command == "revoke"
+        else client.unrevoke(args.device_id)
+    )
+    print(json.dumps(result))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k != "command"}
     try:
-        settings = load_settings(**options)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "token":
+            return _token_create(args)
+        return _revocation(args)
     except ConfigurationError as exc:
         print(f"mindproject: {exc.message}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        from mindproject.server import serve
-
-        serve(settings)
-    return 0
+    except MindProjectError as exc:
+        print(f"mindproject: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

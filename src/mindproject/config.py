@@ -5,9 +5,10 @@ Every setting is documented in the README's settings table; a test fails when on
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mindproject.errors import ConfigurationError
@@ -41,6 +42,48 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, description="How long in-flight requests may finish on SIGTERM"
     )
 
+    # Identity and access (docs/security.md).
+    auth: Literal["token", "off"] = Field(
+        default="token", description="token: bearer tokens required; off: open, loopback only"
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Token signing key (32+ characters); environment only"
+    )
+    previous_secret_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated old keys still accepted during a rotation"
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="File of keys, one per line, the first signs; default <data>/secret.key "
+        "for file:// storage when no key is set",
+    )
+    allow_open_nonlocal: bool = Field(
+        default=False, description="With auth off, allow listening on a non-loopback address"
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed by CORS; empty: CORS off"
+    )
+
+    # Limits against abuse (docs/security.md).
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="Requests per device per minute, per replica; 0: off"
+    )
+    rate_limit_burst: int = Field(
+        default=60, ge=1, description="Requests a device may send at once before the rate applies"
+    )
+    max_concurrent_uploads_per_device: int = Field(
+        default=8, ge=0, description="Uploads in flight per device, per replica; 0: no cap"
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=1024, description="Largest total size of a request's headers"
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait for the next piece of a request body"
+    )
+    revocation_refresh_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often each replica re-reads the revocations"
+    )
+
     @field_validator("storage")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -49,6 +92,21 @@ class Settings(BaseSettings):
         if value.startswith("s3://") and not value.removeprefix("s3://").split("/", 1)[0]:
             raise ValueError("s3:// needs a bucket name, e.g. s3://telemetry/uploads")
         return value
+
+    @model_validator(mode="after")
+    def _open_mode_stays_local(self) -> Settings:
+        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        if self.auth == "off" and not loopback and not self.allow_open_nonlocal:
+            raise ValueError(
+                f"MINDPROJECT_AUTH=off refuses to listen on {self.host}: anyone could read and "
+                "write every device's data. Use 127.0.0.1, or set MINDPROJECT_ALLOW_OPEN_NONLOCAL"
+                "=true if you really mean it"
+            )
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -61,6 +119,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = "MINDPROJECT_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
-            problems.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+            if error["loc"]:
+                name = "MINDPROJECT_" + str(error["loc"][0]).upper()
+                problems.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+            else:
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

@@ -61,6 +61,25 @@ class IncompleteBody(BadRequest):
     code = "incomplete_body"
 
 
+class Unauthorized(MindProjectError):
+    """No credentials, or credentials that do not verify (bad, expired, revoked)."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        # RFC 6750: a request without credentials gets the bare challenge, without error code.
+        challenge = 'Bearer realm="mindproject"' + (f', error="{error}"' if error else "")
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(MindProjectError):
+    """Valid credentials that do not allow this call."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(MindProjectError):
     status = 404
     code = "not_found"
@@ -77,6 +96,11 @@ class UploadNotFound(NotFound):
 class MethodNotAllowed(MindProjectError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(MindProjectError):
+    status = 408
+    code = "request_timeout"
 
 
 class LengthRequired(MindProjectError):
@@ -97,6 +121,19 @@ class UnsupportedMediaType(MindProjectError):
 class RangeNotSatisfiable(MindProjectError):
     status = 416
     code = "range_not_satisfiable"
+
+
+class TooManyRequests(MindProjectError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class HeadersTooLarge(MindProjectError):
+    status = 431
+    code = "headers_too_large"
 
 
 # Storage-side failures.

@@ -17,6 +17,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mindproject.api.errors import render
+from mindproject.errors import HeadersTooLarge
+
 access_log = logging.getLogger("mindproject.access")
 _INCOMING_ID = re.compile(rb"[A-Za-z0-9._\-]{8,64}")
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
@@ -53,11 +56,15 @@ def configure_logging(level: str) -> None:
 
 
 class RequestContext:
-    """ASGI middleware: request id, security headers, and one access log line per request."""
+    """ASGI middleware: request id, security headers, the header size limit (431), and one
+    access log line per request."""
 
-    def __init__(self, app: ASGIApp, extra_headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, app: ASGIApp, extra_headers: list[tuple[bytes, bytes]], max_header_bytes: int
+    ) -> None:
         self.app = app
         self.extra_headers = extra_headers
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,6 +87,14 @@ class RequestContext:
             await send(message)
 
         try:
+            header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+            if header_bytes > self.max_header_bytes:
+                too_large = HeadersTooLarge(
+                    f"request headers total {header_bytes} bytes; the limit is "
+                    f"{self.max_header_bytes}"
+                )
+                await render(too_large, request_id)(scope, receive, send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         finally:
             if access_log.isEnabledFor(logging.INFO):

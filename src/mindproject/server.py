@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import uvicorn
+from pydantic import SecretStr
 
 from mindproject.config import Settings
 
@@ -16,7 +17,10 @@ from mindproject.config import Settings
 def serve(settings: Settings) -> None:
     # Worker processes build their own app from the environment: pass the settings through it.
     for name, value in settings.model_dump().items():
-        os.environ[f"MINDPROJECT_{name.upper()}"] = str(value)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            os.environ[f"MINDPROJECT_{name.upper()}"] = str(value)
     uvicorn.run(
         "mindproject.app:create_app",
         factory=True,

@@ -29,7 +29,7 @@ def nothing_stored(client: httpx.Client) -> None:
 
 @pytest.fixture
 def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with server.client() as http:
         yield http
 
 
@@ -157,6 +157,7 @@ def test_no_length_and_no_chunking_is_411(server: RunningServer) -> None:
     reply = raw_request(
         server.url,
         b"PUT /api/devices/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        b"Authorization: " + server.auth_headers["Authorization"].encode() + b"\r\n"
         b"Connection: close\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 411")
@@ -172,7 +173,7 @@ def small_server(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 def test_too_large_is_413_declared_or_streamed(small_server: RunningServer) -> None:
-    with httpx.Client(base_url=small_server.url, timeout=30) as client:
+    with small_server.client() as client:
         declared = client.put(
             "/api/devices/d",
             content=b"x" * 1001,
@@ -207,7 +208,7 @@ def test_unreachable_storage_is_503_and_not_ready(tmp_path: Path) -> None:
     }
     with (
         run_server(tmp_path, "s3://nowhere/x", env=env) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
+        server.client() as client,
     ):
         assert_error(client.get("/readyz"), 503, "storage_unavailable")
         assert_error(

@@ -7,16 +7,17 @@ import hashlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import RunningServer
+from tests.helpers import RunningServer, run_server
 
 
 @pytest.fixture
 def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with server.client() as http:
         yield http
 
 
@@ -150,13 +151,21 @@ def test_device_list_pagination_and_prefix(client: httpx.Client) -> None:
     ] == ["alpha", "alpine"]
 
 
-def test_fifty_concurrent_uploads_to_one_device_are_fifty_intact_versions(
-    client: httpx.Client, server: RunningServer
-) -> None:
+def test_fifty_concurrent_uploads_to_one_device_are_fifty_intact_versions(tmp_path: Path) -> None:
+    # The per-device cap on uploads in flight (default 8) is raised: this is about storage.
+    env = {"MINDPROJECT_MAX_CONCURRENT_UPLOADS_PER_DEVICE": "64"}
+    with (
+        run_server(tmp_path, f"file://{tmp_path / 'data'}", env=env) as server,
+        server.client() as client,
+    ):
+        _fifty_concurrent_uploads(client, server)
+
+
+def _fifty_concurrent_uploads(client: httpx.Client, server: RunningServer) -> None:
     payloads = [os.urandom(1024 + i) for i in range(50)]
 
     def upload(data: bytes) -> str:
-        with httpx.Client(base_url=server.url, timeout=60) as own:
+        with server.client() as own:
             response = put_file(own, "crowd", data)
             assert response.status_code == 200, response.text
             return str(response.json()["version"])

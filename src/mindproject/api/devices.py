@@ -9,24 +9,29 @@ from starlette.routing import Route
 from mindproject.api import params
 from mindproject.api.downloads import download
 from mindproject.api.request_body import read_upload
+from mindproject.auth.access import Action
 from mindproject.errors import InvalidDeviceId
 from mindproject.identifiers import encode_cursor, new_version_id
 
 
 async def upload(request: Request) -> Response:
     device_id = params.device_id(request)
-    body = await read_upload(request, request.app.state.settings.max_upload_bytes)
-    info = await params.storage(request).save(
-        device_id,
-        new_version_id(),
-        body.stream,
-        filename=body.filename,
-        content_type=body.content_type,
-    )
+    await params.authorize(request, Action.UPLOAD, device_id)
+    settings = request.app.state.settings
+    with request.app.state.upload_slots.hold(device_id):
+        body = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_seconds)
+        info = await params.storage(request).save(
+            device_id,
+            new_version_id(),
+            body.stream,
+            filename=body.filename,
+            content_type=body.content_type,
+        )
     return JSONResponse({"message": f"File uploaded for Device ID - {device_id}", **info.to_json()})
 
 
 async def list_devices(request: Request) -> Response:
+    await params.authorize(request, Action.LIST_DEVICES)
     page = await params.storage(request).list_devices(
         prefix=params.prefix(request),
         after=params.device_cursor(request),
@@ -38,12 +43,14 @@ async def list_devices(request: Request) -> Response:
 
 async def download_latest(request: Request) -> Response:
     device_id = params.device_id(request)
+    await params.authorize(request, Action.READ, device_id)
     storage = params.storage(request)
     return download(request, storage, await storage.latest(device_id))
 
 
 async def delete_device(request: Request) -> Response:
     device_id = params.device_id(request)
+    await params.authorize(request, Action.DELETE, device_id)
     deleted = await params.storage(request).delete_device(device_id)
     return JSONResponse({"device_id": device_id, "deleted_uploads": deleted})
 

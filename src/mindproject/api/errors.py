@@ -20,17 +20,21 @@ def request_id_of(request: Request) -> str:
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request_id: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "request_id": request_id_of(request)}}
+    body = {"error": {"code": code, "message": message, "request_id": request_id}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def render(exc: MindProjectError, request_id: str) -> JSONResponse:
+    if exc.status >= 500:
+        log.warning("request failed: %s: %s", exc.code, exc.message)
+    return error_response(request_id, exc.status, exc.code, exc.message, exc.headers)
 
 
 async def mindproject_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MindProjectError)
-    if exc.status >= 500:
-        log.warning("request failed: %s: %s", exc.code, exc.message)
-    return error_response(request, exc.status, exc.code, exc.message, exc.headers)
+    return render(exc, request_id_of(request))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -39,12 +43,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
     message = {404: "no such route", 405: "method not allowed on this route"}.get(
         exc.status_code, str(exc.detail)
     )
-    return error_response(request, exc.status_code, code, message, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    return error_response(request_id_of(request), exc.status_code, code, message, headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
-    return error_response(request, 500, "internal_error", "internal error; see the server log")
+    return error_response(
+        request_id_of(request), 500, "internal_error", "internal error; see the server log"
+    )
 
 
 HANDLERS = {

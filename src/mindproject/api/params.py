@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from mindproject.auth.access import Action, require
+from mindproject.auth.tokens import Principal, Role
 from mindproject.errors import InvalidDeviceId, InvalidParameter, InvalidVersionId
 from mindproject.identifiers import check_device_id, check_version_id, decode_cursor
 from mindproject.storage import Storage
 
 MAX_LIMIT = 1000
+
+
+async def authorize(request: Request, action: Action, device: str | None = None) -> Principal:
+    """Authenticate the caller (401), check the role may do this here (403) and, for device
+    tokens, the device's request rate (429)."""
+    state = request.app.state
+    principal: Principal = await state.authenticator.authenticate(
+        request.headers.get("authorization")
+    )
+    require(principal, action, device)
+    if principal.role is Role.DEVICE and principal.device_id is not None:
+        state.rate_limiter.check(principal.device_id)
+    return principal
 
 
 def storage(request: Request) -> Storage:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from mindproject.errors import (
     BadRequest,
     ClientDisconnected,
     LengthRequired,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from mindproject.multipart import (
@@ -35,13 +37,22 @@ class UploadBody:
     content_type: str | None
 
 
-async def _socket_chunks(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise ClientDisconnected("the client disconnected during the upload") from None
+async def _socket_chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The body as it arrives; a client silent for `idle_seconds` mid-body is cut off (408)."""
+    receive = request.receive
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(f"no body bytes for {idle_seconds:g} s") from None
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client disconnected during the upload")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 def _declared_length(request: Request, max_bytes: int) -> int | None:
@@ -59,7 +70,7 @@ def _declared_length(request: Request, max_bytes: int) -> int | None:
     return length
 
 
-async def read_upload(request: Request, max_bytes: int) -> UploadBody:
+async def read_upload(request: Request, max_bytes: int, body_timeout: float) -> UploadBody:
     """Check the request's headers and start reading its body; nothing is stored here."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
@@ -69,14 +80,17 @@ async def read_upload(request: Request, max_bytes: int) -> UploadBody:
         request.headers.get("content-digest"), request.headers.get("content-md5")
     )
     if is_form:
-        form = MultipartFile(_socket_chunks(request), boundary_of(content_type))
+        form = MultipartFile(_socket_chunks(request, body_timeout), boundary_of(content_type))
         await form.start()
         # The size limit applies to the file; the form's envelope adds a few hundred bytes.
         stream = MeasuredStream(form, max_bytes=max_bytes, expected=expected)
         return UploadBody(stream, form.filename, form.content_type)
     if media_type in RAW_TYPES or not media_type:
         stream = MeasuredStream(
-            _socket_chunks(request), max_bytes=max_bytes, expected=expected, declared_length=length
+            _socket_chunks(request, body_timeout),
+            max_bytes=max_bytes,
+            expected=expected,
+            declared_length=length,
         )
         filename = request.headers.get("x-filename", "").encode("latin-1", errors="replace")
         return UploadBody(stream, clean_filename(filename), media_type or None)

@@ -8,11 +8,13 @@ from starlette.routing import Route
 
 from mindproject.api import params
 from mindproject.api.downloads import download
+from mindproject.auth.access import Action
 from mindproject.identifiers import encode_cursor
 
 
 async def list_uploads(request: Request) -> Response:
     device_id = params.device_id(request)
+    await params.authorize(request, Action.READ, device_id)
     page = await params.storage(request).list_uploads(
         device_id, after=params.version_cursor(request), limit=params.limit(request, default=100)
     )
@@ -28,12 +30,14 @@ async def list_uploads(request: Request) -> Response:
 
 async def get_upload(request: Request) -> Response:
     device_id, version = params.device_id(request), params.version_id(request)
+    await params.authorize(request, Action.READ, device_id)
     storage = params.storage(request)
     return download(request, storage, await storage.get(device_id, version))
 
 
 async def delete_upload(request: Request) -> Response:
     device_id, version = params.device_id(request), params.version_id(request)
+    await params.authorize(request, Action.DELETE, device_id)
     await params.storage(request).delete_upload(device_id, version)
     return JSONResponse({"device_id": device_id, "version": version, "deleted": True})
 

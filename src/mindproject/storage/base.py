@@ -114,6 +114,14 @@ class Storage(abc.ABC):
         """Delete one version, or UploadNotFound."""
 
     @abc.abstractmethod
+    async def list_revocations(self) -> dict[str, float]:
+        """Revoked devices: device id -> when (epoch seconds); tokens issued until then fail."""
+
+    @abc.abstractmethod
+    async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
+        """Revoke a device's tokens issued until `revoked_at`, or lift it with None."""
+
+    @abc.abstractmethod
     async def check(self) -> None:
         """Raise StorageUnavailable unless the storage answers now."""
 

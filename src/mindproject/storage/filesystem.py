@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
     uploads INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revocations (
+    device_id TEXT PRIMARY KEY,
+    revoked_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 _COLUMNS = "device_id, version, size, sha256, filename, content_type"
 
@@ -322,6 +326,23 @@ class FileStorage(Storage):
                 yield chunk
         finally:
             handle.close()
+
+    async def list_revocations(self) -> dict[str, float]:
+        rows = await self._run(self._query, "SELECT device_id, revoked_at FROM revocations", ())
+        return {str(device): float(at) for device, at in rows}  # type: ignore[arg-type]
+
+    async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
+        if revoked_at is None:
+            await self._run(
+                self._query, "DELETE FROM revocations WHERE device_id = ?", (device_id,)
+            )
+        else:
+            await self._run(
+                self._query,
+                "INSERT INTO revocations VALUES (?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+                (device_id, revoked_at),
+            )
 
     async def check(self) -> None:
         await self._run(self._check)

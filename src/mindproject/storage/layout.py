@@ -3,6 +3,7 @@
     <prefix>/devices/<device>                         empty marker: one per device, for listing
     <prefix>/uploads/<device>/<version>.<sha256>.<size>.<kind>.<meta>   one per version
     <prefix>/blobs/<device>/<version>                 bytes of a large version (kind "b")
+    <prefix>/revocations/<device>/<revoked_at_us>     empty: the device's tokens until then fail
 
 Version ids sort newest first, so listing `uploads/<device>/` gives the latest version first
 and a page of versions, with all their metadata, in one LIST request. Small uploads (kind "i")
@@ -50,6 +51,17 @@ class Layout:
 
     def blob_key(self, device_id: str, version: str) -> str:
         return self._join("blobs", device_id, version)
+
+    @property
+    def revocations_dir(self) -> str:
+        return self._join("revocations")
+
+    def revocation_key(self, device_id: str, revoked_at: float) -> str:
+        return self._join("revocations", device_id, str(round(revoked_at * 1_000_000)))
+
+    def parse_revocation_key(self, key: str) -> tuple[str, float]:
+        device_dir, _, micros = key.rpartition("/")
+        return device_dir.rpartition("/")[2], int(micros) / 1_000_000
 
     def parse_upload_key(self, key: str) -> tuple[UploadInfo, str]:
         """(info, kind) from an upload key; ValueError if it is not one."""

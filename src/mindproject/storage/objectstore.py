@@ -32,6 +32,10 @@ PART_BYTES = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
 
 
+class UploadAborted(Exception):
+    """Handed to obstore in place of the next part, so that it aborts the multipart upload."""
+
+
 def _store_error(exc: Exception) -> MindProjectError:
     if isinstance(exc, MindProjectError):
         return exc
@@ -114,34 +118,58 @@ class ObjectStorage(Storage):
         await self._call(obstore.put_async(self._store, marker, b""))
 
     async def _put_large(self, key: str, head: bytes, rest: AsyncIterator[bytes]) -> None:
-        # The source raises our own errors (size limit, checksum, client gone); obstore may wrap
-        # them, so remember the original and re-raise it.
+        """Multipart upload of `head` + `rest`, aborted (no leftover parts) whatever happens.
+
+        obstore aborts the multipart upload when the iterator it reads raises, but not when the
+        task awaiting it is cancelled (e.g. a forced shutdown). So the source is pumped through a
+        queue by a task of our own, and on cancellation the queue hands obstore an error instead.
+        """
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=2)
         failure: list[BaseException] = []
+
+        async def pump() -> None:
+            try:
+                async for chunk in rest:
+                    await queue.put(chunk)
+                await queue.put(None)
+            except Exception as exc:  # the source's own errors: size limit, checksum, client gone
+                failure.append(exc)
+                await queue.put(exc)
 
         async def parts() -> AsyncIterator[bytes]:
             yield head
-            try:
-                async for chunk in rest:
-                    yield chunk
-            except BaseException as exc:
-                failure.append(exc)
-                raise
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
 
-        try:
-            await obstore.put_async(
-                self._store,
-                key,
-                parts(),
-                chunk_size=PART_BYTES,
-                max_concurrency=PARTS_IN_FLIGHT,
+        pumping = asyncio.ensure_future(pump())
+        putting = asyncio.ensure_future(
+            obstore.put_async(
+                self._store, key, parts(), chunk_size=PART_BYTES, max_concurrency=PARTS_IN_FLIGHT
             )
+        )
+        try:
+            await asyncio.shield(putting)
+        except asyncio.CancelledError:
+            pumping.cancel()
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(UploadAborted("upload cancelled"))
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(putting, timeout=30)  # let obstore abort the upload
+            await self._forget(key)
+            raise
         except BaseException as exc:
+            pumping.cancel()
             await self._forget(key)
             if failure:
                 raise failure[0] from None
             if isinstance(exc, ObstoreError | OSError | RuntimeError):
                 raise _store_error(exc) from exc
             raise
+        finally:
+            pumping.cancel()
 
     async def _forget(self, key: str) -> None:
         """Best-effort removal of a half-written object (shielded: runs even when cancelled)."""
@@ -245,6 +273,23 @@ class ObjectStorage(Storage):
             raise UploadNotFound(f"device {info.device_id} has no upload {info.version}") from None
         except (ObstoreError, OSError, RuntimeError) as exc:
             raise _store_error(exc) from exc
+
+    async def list_revocations(self) -> dict[str, float]:
+        revoked: dict[str, float] = {}
+        for key in await self._keys(self._layout.revocations_dir, None, 100_000):
+            device_id, revoked_at = self._layout.parse_revocation_key(key)
+            revoked[device_id] = max(revoked_at, revoked.get(device_id, 0.0))
+        return revoked
+
+    async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
+        device_dir = f"{self._layout.revocations_dir}/{device_id}"
+        old = await self._keys(device_dir, None, 1000)
+        if revoked_at is not None:
+            key = self._layout.revocation_key(device_id, revoked_at)
+            await self._call(obstore.put_async(self._store, key, b""))
+            old = [k for k in old if k != key]
+        if old:
+            await self._call(obstore.delete_async(self._store, old))
 
     async def check(self) -> None:
         try:

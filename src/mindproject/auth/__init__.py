@@ -1,0 +1,1 @@
+"""Identity and access: signing keys, bearer tokens, roles, revocations (docs/security.md)."""
