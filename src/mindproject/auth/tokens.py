@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import jwt
 
 from mindproject.auth.keys import KeyRing
-from mindproject.errors import Unauthorized
+from mindproject.errors import InvalidDeviceId, Unauthorized
 from mindproject.identifiers import check_device_id
 
 ALGORITHM = "HS256"
@@ -107,7 +107,7 @@ class TokenVerifier:
         try:
             role = Role(claims["role"])
             device_id = check_device_id(str(claims["sub"])) if role is Role.DEVICE else None
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, InvalidDeviceId):
             raise Unauthorized("token claims are not valid") from None
         expires = claims.get("exp")
         return Principal(role, device_id, int(claims["iat"]), int(expires) if expires else None)
