@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from mindproject.api import devices, docs, health, revocations, uploads
+from mindproject.api import devices, docs, health, metrics, revocations, uploads
 from mindproject.api.errors import HANDLERS
 from mindproject.auth.authenticator import Authenticator
 from mindproject.auth.keys import load_keys
@@ -19,6 +19,7 @@ from mindproject.auth.tokens import TokenVerifier
 from mindproject.config import Settings, load_settings
 from mindproject.lifecycle import watch_for_shutdown
 from mindproject.limits import RateLimiter, UploadSlots
+from mindproject.metrics import InstrumentedStorage
 from mindproject.observability import RequestContext, configure_logging
 from mindproject.storage import Storage, open_storage
 
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        backend = storage or open_storage(settings.storage, fsync=settings.fsync)
+        backend = InstrumentedStorage(
+            storage or open_storage(settings.storage, fsync=settings.fsync)
+        )
         app.state.storage = backend
         app.state.authenticator = Authenticator(
             verifier, Revocations(backend, settings.revocation_refresh_seconds)
@@ -94,6 +97,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app = Starlette(
         routes=[
             *health.routes,
+            *metrics.routes,
             *docs.routes,
             *devices.routes,
             *uploads.routes,

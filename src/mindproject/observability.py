@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mindproject.api.errors import render
 from mindproject.errors import HeadersTooLarge
+from mindproject.metrics import observe_request
 
 access_log = logging.getLogger("mindproject.access")
 _INCOMING_ID = re.compile(rb"[A-Za-z0-9._\-]{8,64}")
@@ -56,8 +57,8 @@ def configure_logging(level: str) -> None:
 
 
 class RequestContext:
-    """ASGI middleware: request id, security headers, the header size limit (431), and one
-    access log line per request."""
+    """ASGI middleware: request id, security headers, the header size limit (431), request
+    metrics, and one access log line per request."""
 
     def __init__(
         self, app: ASGIApp, extra_headers: list[tuple[bytes, bytes]], max_header_bytes: int
@@ -75,6 +76,7 @@ class RequestContext:
         started = time.perf_counter()
         status = 0
         sent = 0
+        received = 0
         header = [(b"x-request-id", request_id.encode()), *self.extra_headers]
 
         async def send_with_id(message: Message) -> None:
@@ -86,6 +88,12 @@ class RequestContext:
                 sent += len(message.get("body", b""))
             await send(message)
 
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
         try:
             header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
             if header_bytes > self.max_header_bytes:
@@ -95,8 +103,12 @@ class RequestContext:
                 )
                 await render(too_large, request_id)(scope, receive, send_with_id)
                 return
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_counted, send_with_id)
         finally:
+            duration = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            observe_request(template, scope["method"], status, duration, received, sent)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",
@@ -105,7 +117,7 @@ class RequestContext:
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "duration_ms": round(duration * 1000, 3),
                         "bytes_sent": sent,
                         "client": (scope.get("client") or ("", 0))[0],
                     },

@@ -7,6 +7,7 @@ listener closes, in-flight requests get up to `shutdown_grace_seconds` to finish
 from __future__ import annotations
 
 import os
+import tempfile
 
 import uvicorn
 from pydantic import SecretStr
@@ -21,6 +22,9 @@ def serve(settings: Settings) -> None:
             value = value.get_secret_value()
         if value is not None:
             os.environ[f"MINDPROJECT_{name.upper()}"] = str(value)
+    if settings.workers > 1:
+        # Each worker records its metrics in files here; /metrics in any worker adds them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mindproject-metrics-")
     uvicorn.run(
         "mindproject.app:create_app",
         factory=True,

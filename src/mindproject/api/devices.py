@@ -12,21 +12,29 @@ from mindproject.api.request_body import read_upload
 from mindproject.auth.access import Action
 from mindproject.errors import InvalidDeviceId
 from mindproject.identifiers import encode_cursor, new_version_id
+from mindproject.metrics import UPLOADS, upload_outcome
 
 
 async def upload(request: Request) -> Response:
     device_id = params.device_id(request)
     await params.authorize(request, Action.UPLOAD, device_id)
     settings = request.app.state.settings
-    with request.app.state.upload_slots.hold(device_id):
-        body = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_seconds)
-        info = await params.storage(request).save(
-            device_id,
-            new_version_id(),
-            body.stream,
-            filename=body.filename,
-            content_type=body.content_type,
-        )
+    try:
+        with request.app.state.upload_slots.hold(device_id):
+            body = await read_upload(
+                request, settings.max_upload_bytes, settings.body_timeout_seconds
+            )
+            info = await params.storage(request).save(
+                device_id,
+                new_version_id(),
+                body.stream,
+                filename=body.filename,
+                content_type=body.content_type,
+            )
+    except BaseException as exc:
+        UPLOADS.labels(upload_outcome(exc)).inc()
+        raise
+    UPLOADS.labels("stored").inc()
     return JSONResponse({"message": f"File uploaded for Device ID - {device_id}", **info.to_json()})
 
 

@@ -1,0 +1,90 @@
+"""/metrics: Prometheus text, named by convention, counting what it says, over all workers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import REPO, RunningServer, make_token, run_server
+
+
+def samples(client: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    found = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def exercise(client: httpx.Client) -> None:
+    assert client.put("/api/devices/m1", files={"file": ("f", b"x" * 1000)}).status_code == 200
+    assert client.put("/api/devices/m1", files={"nofile": ("f", b"x")}).status_code == 400
+    assert client.get("/api/devices/m1", params={"encoding": "raw"}).content == b"x" * 1000
+    assert client.get("/api/devices/nope").status_code == 404
+
+
+def test_counts_requests_uploads_bytes_and_storage(server: RunningServer) -> None:
+    with server.client() as client:
+        before = samples(client)
+        exercise(client)
+        after = samples(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    route = "/api/devices/{device_id}"
+    assert delta("mindproject_http_requests_total", route=route, method="PUT", status="200") == 1
+    assert delta("mindproject_http_requests_total", route=route, method="PUT", status="400") == 1
+    assert delta("mindproject_http_requests_total", route=route, method="GET", status="404") == 1
+    assert delta("mindproject_uploads_total", outcome="stored") == 1
+    assert delta("mindproject_uploads_total", outcome="rejected") == 1
+    assert delta("mindproject_http_received_bytes_total", route=route) > 1000
+    assert delta("mindproject_http_sent_bytes_total", route=route) >= 1000
+    assert delta("mindproject_storage_operation_duration_seconds_count", operation="save") == 1
+    assert delta("mindproject_http_request_duration_seconds_count", route=route, method="GET") == 2
+
+
+def test_metrics_add_up_over_worker_processes(tmp_path: Path) -> None:
+    with run_server(tmp_path, f"file://{tmp_path}/d", args=("--workers", "2")) as server:
+        with server.client() as client:
+            for _ in range(20):  # new connections, so both workers get some
+                with httpx.Client(base_url=server.url, headers=server.auth_headers) as fresh:
+                    assert fresh.get("/api/devices/").status_code == 200
+            total = value(
+                samples(client),
+                "mindproject_http_requests_total",
+                route="/api/devices/",
+                method="GET",
+                status="200",
+            )
+        assert total == 20
+
+
+def test_every_metric_is_documented() -> None:
+    documented = (REPO / "docs" / "metrics.md").read_text()
+    source = (REPO / "src" / "mindproject" / "metrics.py").read_text()
+    names = re.findall(r'"(mindproject_[a-z_]+)"', source)
+    assert len(names) >= 7
+    for name in names:
+        assert f"`{name}`" in documented, name
+        assert name.endswith(("_total", "_seconds", "_bytes")), name
+
+
+def test_device_tokens_do_not_change_metrics_labels(server: RunningServer) -> None:
+    # Labels are route templates, never device ids: cardinality stays bounded.
+    with server.client(make_token("device", "secret-device-name")) as device:
+        device.get("/api/devices/secret-device-name")
+    with server.client() as client:
+        assert "secret-device-name" not in client.get("/metrics").text
