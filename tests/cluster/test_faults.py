@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -39,6 +39,10 @@ def _ready(url: str, headers: dict[str, str]) -> int | None:
         return None
 
 
+def _ready_is(url: str, headers: dict[str, str], status: int) -> Callable[[], bool]:
+    return lambda: _ready(url, headers) == status
+
+
 @pytest.mark.s3
 def test_killing_a_replica_during_uploads(start_cluster: ClusterFactory) -> None:
     cluster = start_cluster(storage="s3", replicas=2)
@@ -52,8 +56,11 @@ def test_killing_a_replica_during_uploads(start_cluster: ClusterFactory) -> None
             "HAProxy marks the killed replica DOWN",
         )
         down_at = time.monotonic()
-        settled = len(up.snapshot())
-        wait_until(lambda: len(up.snapshot()) >= settled + 100, 60, "100 more uploads")
+        wait_until(
+            lambda: sum(a.started > down_at + 0.5 for a in up.snapshot()) >= 100,
+            60,
+            "100 uploads after the balancer took the replica out",
+        )
     attempts = up.snapshot()
     during = [a for a in attempts if killed_at - 0.5 <= a.started <= down_at]
     failed_during = [a for a in during if not a.acked]
@@ -81,14 +88,14 @@ def test_s3_outage_answers_503_and_recovers_without_restart(
         down_at = time.monotonic()
         wait_until(lambda: len(up.failures_since(down_at + 1)) >= 10, 60, "uploads failing")
         for url in cluster.replica_urls:
-            wait_until(lambda u=url: _ready(u, cluster.headers) == 503, 30, f"{url} not ready")
+            wait_until(_ready_is(url, cluster.headers, 503), 30, f"{url} not ready")
         assert all(
             httpx.get(f"{u}/healthz", timeout=5).status_code == 200 for u in cluster.replica_urls
         ), "liveness must stay green while storage is down"
         cluster.script("s3-up")
         up_at = time.monotonic()
         for url in cluster.replica_urls:
-            wait_until(lambda u=url: _ready(u, cluster.headers) == 200, 60, f"{url} ready again")
+            wait_until(_ready_is(url, cluster.headers, 200), 60, f"{url} ready again")
         wait_until(
             lambda: sum(a.acked for a in up.snapshot() if a.started > up_at) >= 30,
             60,
@@ -104,9 +111,9 @@ def test_s3_outage_answers_503_and_recovers_without_restart(
     verify_integrity(cluster.url, cluster.headers, attempts)
 
 
-def _slow_multipart(payload: bytes, chunks: int, pause: float, started: threading.Event) -> tuple[
-    Iterator[bytes], dict[str, str]
-]:
+def _slow_multipart(
+    payload: bytes, chunks: int, pause: float, started: threading.Event
+) -> tuple[Iterator[bytes], dict[str, str]]:
     boundary = "slowupload0123"
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.bin"\r\n'
@@ -256,9 +263,7 @@ def test_full_disk_answers_507_and_leaves_no_partial_file(start_cluster: Cluster
                 got = lb.get(f"/api/devices/{device}", params={"encoding": "raw"})
                 assert got.status_code == 200, (device, got.text)
                 assert got.content == payload, device
-            leftovers = [
-                p for p in data.rglob("*") if p.is_file() and p.stat().st_size >= 400_000
-            ]
+            leftovers = [p for p in data.rglob("*") if p.is_file() and p.stat().st_size >= 400_000]
             assert not leftovers, leftovers
     finally:
         start_cluster.stop_all()

@@ -74,7 +74,7 @@ def test_the_balancer_health_checks_and_round_robins_over_all_replicas(twin: Clu
             assert resp.status_code == 200
     for row in twin.haproxy_stat():
         name = row.get("svname", "")
-        if row.get("pxname") == "replicas" and name.startswith("replica-"):
-            if int(row.get("lbtot") or 0) > 0:
-                seen.add(name)
+        used = int(row.get("lbtot") or 0) > 0
+        if row.get("pxname") == "replicas" and name.startswith("replica-") and used:
+            seen.add(name)
     assert seen == {f"replica-{n}" for n in range(1, twin.replicas + 1)}

@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,18 +123,23 @@ class Uploader:
 def verify_integrity(base_url: str, headers: dict[str, str], attempts: list[Attempt]) -> None:
     """Every acknowledged upload downloads with its sha256; an unacknowledged one is either
     absent (404) or complete (the answer was lost after the commit): never partial."""
-    problems = []
-    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
-        for a in attempts:
-            if a.acked:
-                assert a.body["sha256"] == a.sha256, a
-            resp = client.get(f"/api/devices/{a.device}", params={"encoding": "raw"})
-            if resp.status_code == 200:
-                got = hashlib.sha256(resp.content).hexdigest()
-                if got != a.sha256:
-                    problems.append(f"{a.device}: stored {len(resp.content)} B, sha256 differs")
-            elif a.acked or resp.status_code != 404:
-                problems.append(f"{a.device}: acked={a.acked} but GET answered {resp.status_code}")
+
+    def check(client: httpx.Client, a: Attempt) -> str | None:
+        if a.acked and a.body["sha256"] != a.sha256:
+            return f"{a.device}: acknowledged with sha256 {a.body['sha256']}, sent {a.sha256}"
+        resp = client.get(f"/api/devices/{a.device}", params={"encoding": "raw"})
+        if resp.status_code == 200:
+            if hashlib.sha256(resp.content).hexdigest() != a.sha256:
+                return f"{a.device}: stored {len(resp.content)} B whose sha256 differs"
+        elif a.acked or resp.status_code != 404:
+            return f"{a.device}: acked={a.acked} but GET answered {resp.status_code}"
+        return None
+
+    with (
+        httpx.Client(base_url=base_url, headers=headers, timeout=60) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        problems = [p for p in pool.map(lambda a: check(client, a), attempts) if p]
     assert not problems, "\n".join(problems[:20])
 
 
