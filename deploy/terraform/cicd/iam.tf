@@ -1,0 +1,172 @@
+locals {
+  # The roles the deployed task definitions name; the pipeline may pass exactly these to ECS.
+  task_roles = [local.app.task_role_arn, local.app.execution_role_arn]
+
+  codebuild_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "BuildLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = "${aws_cloudwatch_log_group.build.arn}:*"
+      },
+      {
+        Sid      = "PipelineArtifacts"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+        Resource = "${aws_s3_bucket.artifacts.arn}/*"
+      },
+      {
+        Sid      = "ArtifactKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+        Resource = aws_kms_key.cicd.arn
+      },
+      {
+        Sid      = "EcrLogin"
+        Effect   = "Allow"
+        Action   = ["ecr:GetAuthorizationToken"] # cannot be scoped to a resource
+        Resource = "*"
+      },
+      {
+        Sid    = "PushImage"
+        Effect = "Allow"
+        Action = [
+          "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload", "ecr:DescribeImages",
+          "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart",
+        ]
+        Resource = local.app.ecr_repository_arn
+      },
+      {
+        Sid      = "ReadTaskDefinition"
+        Effect   = "Allow"
+        Action   = ["ecs:DescribeTaskDefinition"] # does not support resource-level permissions
+        Resource = "*"
+      },
+    ]
+  }
+
+  pipeline_policy = {
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        Sid      = "Artifacts"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:GetBucketVersioning"]
+        Resource = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
+      },
+      {
+        Sid      = "ArtifactKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+        Resource = aws_kms_key.cicd.arn
+      },
+      {
+        Sid      = "Source"
+        Effect   = "Allow"
+        Action   = ["codestar-connections:UseConnection", "codeconnections:UseConnection"]
+        Resource = local.connection_arn
+      },
+      {
+        Sid      = "Build"
+        Effect   = "Allow"
+        Action   = ["codebuild:BatchGetBuilds", "codebuild:StartBuild"]
+        Resource = aws_codebuild_project.app.arn
+      },
+      {
+        Sid      = "RegisterTaskDefinitions"
+        Effect   = "Allow"
+        Action   = ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"] # no resource-level permissions
+        Resource = "*"
+      },
+      {
+        Sid      = "PassTaskRoles"
+        Effect   = "Allow"
+        Action   = ["iam:PassRole"]
+        Resource = local.task_roles
+        Condition = {
+          StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" }
+        }
+      },
+      ],
+      [for s in local.blue_green_statements : s if local.blue_green],
+      [for s in local.rolling_statements : s if !local.blue_green],
+    )
+  }
+
+  blue_green_statements = [
+    {
+      Sid    = "BlueGreenDeploy"
+      Effect = "Allow"
+      Action = [
+        "codedeploy:CreateDeployment", "codedeploy:GetApplication", "codedeploy:GetApplicationRevision",
+        "codedeploy:GetDeployment", "codedeploy:RegisterApplicationRevision",
+      ]
+      Resource = [
+        "arn:${local.partition}:codedeploy:${var.aws_region}:${local.account_id}:application:${local.name}",
+        "arn:${local.partition}:codedeploy:${var.aws_region}:${local.account_id}:deploymentgroup:${local.name}/${local.name}",
+      ]
+    },
+    {
+      Sid      = "BlueGreenConfig"
+      Effect   = "Allow"
+      Action   = ["codedeploy:GetDeploymentConfig"]
+      Resource = "arn:${local.partition}:codedeploy:${var.aws_region}:${local.account_id}:deploymentconfig:${var.blue_green_deployment_config}"
+    },
+  ]
+
+  rolling_statements = [
+    {
+      Sid      = "RollingDeploy"
+      Effect   = "Allow"
+      Action   = ["ecs:DescribeServices", "ecs:UpdateService"]
+      Resource = local.service_arn
+    },
+    {
+      Sid       = "RollingDeployWatch"
+      Effect    = "Allow"
+      Action    = ["ecs:DescribeTasks", "ecs:ListTasks"]
+      Resource  = "*"
+      Condition = { ArnEquals = { "ecs:cluster" = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:cluster/${local.app.cluster_name}" } }
+    },
+  ]
+}
+
+resource "aws_iam_role" "codebuild" {
+  name = "${local.name}-codebuild"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "codebuild.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "codebuild" {
+  name   = "test-build-push"
+  role   = aws_iam_role.codebuild.id
+  policy = jsonencode(local.codebuild_policy)
+}
+
+resource "aws_iam_role" "pipeline" {
+  name = "${local.name}-pipeline"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "codepipeline.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "pipeline" {
+  name   = "source-build-deploy"
+  role   = aws_iam_role.pipeline.id
+  policy = jsonencode(local.pipeline_policy)
+}

@@ -1,0 +1,12 @@
+environment = "dev"
+aws_region  = "eu-west-1"
+
+# The repository the pipeline builds (fork of MindProject), and its branch.
+repository_id   = "your-org/mindproject"
+branch          = "main"
+source_provider = "GitHub"
+# connection_arn = "arn:aws:codeconnections:eu-west-1:<account-id>:connection/<id>"
+
+codebuild_compute_type = "BUILD_GENERAL1_MEDIUM"
+force_destroy_buckets  = true
+log_retention_days     = 14
