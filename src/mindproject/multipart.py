@@ -8,7 +8,6 @@ total size is bounded), a second `file` field or a truncated body is an error.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import PurePosixPath, PureWindowsPath
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -32,9 +31,9 @@ def clean_filename(raw: bytes | None) -> str | None:
     """The base name of a client-supplied file name, without directories, bounded in length."""
     if not raw:
         return None
-    name = raw.decode("utf-8", errors="replace")
-    name = PureWindowsPath(PurePosixPath(name).name).name
-    name = "".join(ch for ch in name if ch.isprintable())
+    name = raw.decode("utf-8", errors="replace").replace("\\", "/").rpartition("/")[2]
+    if not name.isprintable():
+        name = "".join(ch for ch in name if ch.isprintable())
     while len(name.encode()) > MAX_FILENAME_BYTES:
         name = name[:-1]
     return name or None

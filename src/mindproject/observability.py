@@ -6,12 +6,13 @@ The request id comes from a sane incoming `X-Request-ID` or is made here; it is 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,8 +125,14 @@ class RequestContext:
                 )
 
 
+# Request ids only need to be unique: a random per-process prefix and a counter, instead of a
+# getrandom() call per request.
+_ID_PREFIX = secrets.token_hex(6)
+_id_counter = itertools.count()
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _INCOMING_ID.fullmatch(value):
             return bytes(value).decode()
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_id_counter):010x}"

@@ -1,13 +1,16 @@
 """The embedded default backend: files on local disk, indexed by SQLite.
 
 Layout under the root folder (see docs/storage.md):
-    index.sqlite3            devices and versions (metadata), WAL mode
-    blobs/<device>/<version> the bytes of each version
-    tmp/<version>.<device>.part   uploads in progress
+    index.sqlite3                 devices, versions (metadata; small files' bytes), revocations
+    blobs/<device>/<version>      the bytes of each larger version
+    tmp/<version>.<device>.part   larger uploads in progress
 
-An upload is written to tmp/, flushed (fsync), renamed into blobs/ and its directory flushed,
-and only then recorded in the index: the index row is the moment it becomes visible, so readers
-see a whole upload or none. Any failure removes the temp file before the error propagates.
+Small uploads (up to INLINE_MAX bytes) are stored in their index row: one SQLite commit makes
+them durable and visible at once, and concurrent uploads share commits (sqlite_writer.py), so
+the cost of durability does not grow with the request rate. Larger uploads are streamed to
+tmp/, flushed (fsync), renamed into blobs/ and their directory flushed, and only then recorded:
+the index row is always the moment an upload becomes visible, so readers see a whole upload or
+none. Any failure removes the temp file before the error propagates.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import contextlib
 import errno
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +29,16 @@ from typing import BinaryIO, TypeVar
 from mindproject.errors import (
     DeviceNotFound,
     InsufficientStorage,
+    MindProjectError,
     StorageUnavailable,
     UploadNotFound,
 )
 from mindproject.storage.base import CHUNK_BYTES, Page, Storage, UploadInfo, UploadSource
+from mindproject.storage.sqlite_writer import SqliteWriter
 
 R = TypeVar("R")
+# Uploads up to this size live in the index itself (one commit, no file, no directory fsync).
+INLINE_MAX = 256 * 1024
 # Bytes gathered in memory before one write() in a worker thread: fewer thread hops per upload.
 WRITE_BATCH = 1024 * 1024
 STALE_TEMP_SECONDS = 24 * 3600
@@ -45,6 +51,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT NOT NULL,
     filename TEXT,
     content_type TEXT,
+    data BLOB,
     PRIMARY KEY (device_id, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
@@ -59,10 +66,16 @@ CREATE TABLE IF NOT EXISTS revocations (
 _COLUMNS = "device_id, version, size, sha256, filename, content_type"
 
 
-def _os_error(exc: OSError) -> Exception:
+def _os_error(exc: OSError) -> MindProjectError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorage("the storage volume is full")
     return StorageUnavailable(f"file storage failed: {exc.strerror or exc}")
+
+
+def _db_error(exc: sqlite3.Error) -> MindProjectError:
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return InsufficientStorage("the storage volume is full")
+    return StorageUnavailable(f"file storage index failed: {exc}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -86,6 +99,13 @@ def _open_blob(path: Path) -> BinaryIO | None:
         return None  # deleted since its index row was read
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
+    if "data" not in columns:  # indexes made before small uploads were stored inline
+        db.execute("ALTER TABLE uploads ADD COLUMN data BLOB")
+
+
 class FileStorage(Storage):
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root
@@ -93,18 +113,19 @@ class FileStorage(Storage):
         self._blobs = root / "blobs"
         self._tmp = root / "tmp"
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="file-storage")
-        self._db_lock = threading.Lock()
         try:
             self._blobs.mkdir(parents=True, exist_ok=True)
             self._tmp.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                root / "index.sqlite3", check_same_thread=False, isolation_level=None, timeout=30
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
-            self._db.executescript(_SCHEMA)
+            index = root / "index.sqlite3"
+            self._writer = SqliteWriter(index, synchronous="FULL" if fsync else "OFF")
+            self._writer.run_now(_migrate)
+            # Reads run on the event loop thread: they are short range scans of an indexed table,
+            # cheaper in place than a thread hop, and WAL readers never wait for the writer.
+            self._reader = sqlite3.connect(index, isolation_level=None, timeout=5)
         except OSError as exc:
             raise _os_error(exc) from exc
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
         self._remove_stale_temp_files()
 
     def _remove_stale_temp_files(self) -> None:
@@ -119,12 +140,18 @@ class FileStorage(Storage):
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         except OSError as exc:
             raise _os_error(exc) from exc
-        except sqlite3.OperationalError as exc:
-            raise StorageUnavailable(f"file storage index failed: {exc}") from exc
+
+    async def _write(self, job: Callable[[sqlite3.Connection], R]) -> R:
+        try:
+            return await self._writer.submit(job)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        with self._db_lock:
-            return self._db.execute(sql, params).fetchall()
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
 
     # writes --------------------------------------------------------------------------------
     async def save(
@@ -137,12 +164,13 @@ class FileStorage(Storage):
         content_type: str | None,
     ) -> UploadInfo:
         tmp = self._tmp / f"{version}.{device_id}.part"
+        blob = self._blobs / device_id / version
         fd: int | None = None
         pending = bytearray()
         try:
             async for chunk in source:
                 pending += chunk
-                if len(pending) >= WRITE_BATCH:
+                if len(pending) >= (WRITE_BATCH if fd is not None else INLINE_MAX + 1):
                     if fd is None:
                         fd = await self._run(self._open_temp, tmp)
                     await self._run(_write_all, fd, pending)
@@ -150,22 +178,27 @@ class FileStorage(Storage):
             info = UploadInfo(
                 device_id, version, source.size, source.sha256, filename, content_type
             )
-            await self._run(self._commit, fd, tmp, bytes(pending), info)
-            fd = None  # closed by _commit
+            if fd is None:
+                data = bytes(pending)
+                await self._write(lambda db: self._insert(db, info, data))
+                return info
+            landing, fd = fd, None  # _land_file closes it, whatever happens
+            await self._run(self._land_file, landing, tmp, bytes(pending), info)
+            await self._write(lambda db: self._insert(db, info, None))
             return info
         except BaseException:
             if fd is not None:
                 os.close(fd)
             tmp.unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
             raise
 
     @staticmethod
     def _open_temp(tmp: Path) -> int:
         return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
 
-    def _commit(self, fd: int | None, tmp: Path, tail: bytes, info: UploadInfo) -> None:
-        if fd is None:
-            fd = self._open_temp(tmp)
+    def _land_file(self, fd: int, tmp: Path, tail: bytes, info: UploadInfo) -> None:
+        """Write the tail, flush, close, and move the temp file to its blob path (flushed)."""
         try:
             _write_all(fd, tail)
             if self.fsync:
@@ -186,75 +219,69 @@ class FileStorage(Storage):
                     raise
         if self.fsync:
             _fsync_dir(device_dir)
-        with self._db_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    f"INSERT INTO uploads ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        info.device_id,
-                        info.version,
-                        info.size,
-                        info.sha256,
-                        info.filename,
-                        info.content_type,
-                    ),
-                )
-                self._db.execute(
-                    "INSERT INTO devices VALUES (?, 1) "
-                    "ON CONFLICT (device_id) DO UPDATE SET uploads = uploads + 1",
-                    (info.device_id,),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                (device_dir / info.version).unlink(missing_ok=True)
-                raise
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, info: UploadInfo, data: bytes | None) -> None:
+        db.execute(
+            f"INSERT INTO uploads ({_COLUMNS}, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                info.device_id,
+                info.version,
+                info.size,
+                info.sha256,
+                info.filename,
+                info.content_type,
+                data,
+            ),
+        )
+        db.execute(
+            "INSERT INTO devices VALUES (?, 1) "
+            "ON CONFLICT (device_id) DO UPDATE SET uploads = uploads + 1",
+            (info.device_id,),
+        )
 
     async def delete_device(self, device_id: str) -> int:
-        versions = await self._run(self._delete_rows, device_id, None)
-        if not versions:
+        removed = await self._write(lambda db: self._delete_rows(db, device_id, None))
+        if not removed:
             raise DeviceNotFound(f"no uploads for device {device_id}")
-        await self._run(self._remove_blobs, device_id, versions)
-        return len(versions)
+        await self._run(self._remove_blobs, device_id, removed)
+        return len(removed)
 
     async def delete_upload(self, device_id: str, version: str) -> None:
-        if not await self._run(self._delete_rows, device_id, version):
+        removed = await self._write(lambda db: self._delete_rows(db, device_id, version))
+        if not removed:
             raise UploadNotFound(f"device {device_id} has no upload {version}")
-        await self._run(self._remove_blobs, device_id, [version])
+        await self._run(self._remove_blobs, device_id, removed)
 
-    def _delete_rows(self, device_id: str, version: str | None) -> list[str]:
+    @staticmethod
+    def _delete_rows(
+        db: sqlite3.Connection, device_id: str, version: str | None
+    ) -> list[tuple[str, bool]]:
+        """Delete index rows; returns (version, bytes are in a blob file) for each."""
         where = "device_id = ?" + ("" if version is None else " AND version = ?")
         params: tuple[str, ...] = (device_id,) if version is None else (device_id, version)
-        with self._db_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._db.execute(f"SELECT version FROM uploads WHERE {where}", params)
-                versions = [row[0] for row in rows]
-                if versions:
-                    self._db.execute(f"DELETE FROM uploads WHERE {where}", params)
-                    self._db.execute(
-                        "UPDATE devices SET uploads = uploads - ? WHERE device_id = ?",
-                        (len(versions), device_id),
-                    )
-                    self._db.execute(
-                        "DELETE FROM devices WHERE uploads <= 0 AND device_id = ?", (device_id,)
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return versions
+        rows = db.execute(f"SELECT version, data IS NULL FROM uploads WHERE {where}", params)
+        found = [(str(row[0]), bool(row[1])) for row in rows]
+        if found:
+            db.execute(f"DELETE FROM uploads WHERE {where}", params)
+            db.execute(
+                "UPDATE devices SET uploads = uploads - ? WHERE device_id = ?",
+                (len(found), device_id),
+            )
+            db.execute("DELETE FROM devices WHERE uploads <= 0 AND device_id = ?", (device_id,))
+        return found
 
-    def _remove_blobs(self, device_id: str, versions: list[str]) -> None:
+    def _remove_blobs(self, device_id: str, removed: list[tuple[str, bool]]) -> None:
         device_dir = self._blobs / device_id
-        for version in versions:
-            (device_dir / version).unlink(missing_ok=True)
+        for version, in_file in removed:
+            if in_file:
+                (device_dir / version).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: other versions remain, or one is landing
             device_dir.rmdir()
 
     # reads ---------------------------------------------------------------------------------
-    def _info(self, row: tuple[object, ...]) -> UploadInfo:
+    @staticmethod
+    def _info(row: tuple[object, ...]) -> UploadInfo:
         device_id, version, size, sha256, filename, content_type = row
         assert isinstance(size, int)
         assert filename is None or isinstance(filename, str)
@@ -262,8 +289,7 @@ class FileStorage(Storage):
         return UploadInfo(str(device_id), str(version), size, str(sha256), filename, content_type)
 
     async def latest(self, device_id: str) -> UploadInfo:
-        rows = await self._run(
-            self._query,
+        rows = self._query(
             f"SELECT {_COLUMNS} FROM uploads WHERE device_id = ? ORDER BY version LIMIT 1",
             (device_id,),
         )
@@ -272,8 +298,7 @@ class FileStorage(Storage):
         return self._info(rows[0])
 
     async def get(self, device_id: str, version: str) -> UploadInfo:
-        rows = await self._run(
-            self._query,
+        rows = self._query(
             f"SELECT {_COLUMNS} FROM uploads WHERE device_id = ? AND version = ?",
             (device_id, version),
         )
@@ -283,8 +308,7 @@ class FileStorage(Storage):
 
     async def list_devices(self, *, prefix: str, after: str | None, limit: int) -> Page[str]:
         # Ids are ASCII below 0x7f, so prefix + DEL bounds every id that starts with prefix.
-        rows = await self._run(
-            self._query,
+        rows = self._query(
             "SELECT device_id FROM devices WHERE device_id > ? AND device_id >= ? "
             "AND device_id < ? ORDER BY device_id LIMIT ?",
             (after or "", prefix, prefix + "\x7f", limit + 1),
@@ -295,8 +319,7 @@ class FileStorage(Storage):
     async def list_uploads(
         self, device_id: str, *, after: str | None, limit: int
     ) -> Page[UploadInfo]:
-        rows = await self._run(
-            self._query,
+        rows = self._query(
             f"SELECT {_COLUMNS} FROM uploads WHERE device_id = ? AND version > ? "
             "ORDER BY version LIMIT ?",
             (device_id, after or "", limit + 1),
@@ -310,8 +333,19 @@ class FileStorage(Storage):
         self, info: UploadInfo, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
         end = info.size if end is None else end
-        path = self._blobs / info.device_id / info.version
-        handle = await self._run(_open_blob, path)
+        rows = self._query(
+            "SELECT data FROM uploads WHERE device_id = ? AND version = ?",
+            (info.device_id, info.version),
+        )
+        if not rows:
+            raise UploadNotFound(f"device {info.device_id} has no upload {info.version}")
+        inline = rows[0][0]
+        if isinstance(inline, bytes):
+            view = memoryview(inline)
+            for offset in range(start, end, CHUNK_BYTES):
+                yield bytes(view[offset : min(end, offset + CHUNK_BYTES)])
+            return
+        handle = await self._run(_open_blob, self._blobs / info.device_id / info.version)
         if handle is None:
             raise UploadNotFound(f"device {info.device_id} has no upload {info.version}")
         try:
@@ -328,31 +362,28 @@ class FileStorage(Storage):
             handle.close()
 
     async def list_revocations(self) -> dict[str, float]:
-        rows = await self._run(self._query, "SELECT device_id, revoked_at FROM revocations", ())
+        rows = self._query("SELECT device_id, revoked_at FROM revocations", ())
         return {str(device): float(at) for device, at in rows}  # type: ignore[arg-type]
 
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
-        if revoked_at is None:
-            await self._run(
-                self._query, "DELETE FROM revocations WHERE device_id = ?", (device_id,)
-            )
-        else:
-            await self._run(
-                self._query,
-                "INSERT INTO revocations VALUES (?, ?) "
-                "ON CONFLICT (device_id) DO UPDATE SET revoked_at = excluded.revoked_at",
-                (device_id, revoked_at),
-            )
+        def change(db: sqlite3.Connection) -> None:
+            if revoked_at is None:
+                db.execute("DELETE FROM revocations WHERE device_id = ?", (device_id,))
+            else:
+                db.execute(
+                    "INSERT INTO revocations VALUES (?, ?) ON CONFLICT (device_id) "
+                    "DO UPDATE SET revoked_at = excluded.revoked_at",
+                    (device_id, revoked_at),
+                )
+
+        await self._write(change)
 
     async def check(self) -> None:
-        await self._run(self._check)
-
-    def _check(self) -> None:
         if not os.access(self._tmp, os.W_OK):
             raise StorageUnavailable(f"{self._tmp} is not writable")
         self._query("SELECT 1", ())
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
-        with self._db_lock:
-            self._db.close()
+        self._writer.close()
+        self._reader.close()
