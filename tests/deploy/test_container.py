@@ -7,6 +7,7 @@ Run alone: `make container-test` (or `pytest -m container tests/deploy`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -27,12 +28,14 @@ pytestmark = pytest.mark.container
 BASE_TAG = "docker.io/library/python:3.11-slim-bookworm"
 IMAGE = "localhost/mindproject:smoke"
 STORAGE = CACHE / "containers"
-# Separate storage and run dirs: nothing touches the machine's default container storage.
+# Separate storage and run dirs: nothing touches the machine's default container storage. The
+# run dir is per checkout (podman ties a storage to the run dir it was created with).
+RUNROOT = f"/tmp/mindproject-podman-{hashlib.sha256(str(REPO).encode()).hexdigest()[:12]}"
 STORAGE_OPTS = [
     "--root",
     str(STORAGE / "storage"),
     "--runroot",
-    "/tmp/mindproject-deploy-podman-run",
+    RUNROOT,
     "--storage-driver",
     "vfs",
 ]

@@ -81,6 +81,14 @@ locals {
         Resource = "*"
       },
       {
+        # New revisions carry the family's tags (Project, Environment, ...).
+        Sid       = "TagNewTaskDefinitions"
+        Effect    = "Allow"
+        Action    = ["ecs:TagResource"]
+        Resource  = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:task-definition/${local.app.task_family}:*"
+        Condition = { StringEquals = { "ecs:CreateAction" = "RegisterTaskDefinition" } }
+      },
+      {
         Sid      = "PassTaskRoles"
         Effect   = "Allow"
         Action   = ["iam:PassRole"]

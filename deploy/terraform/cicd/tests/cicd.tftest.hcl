@@ -119,6 +119,10 @@ run "least_privilege_rolling" {
     error_message = "the pipeline may update only the service"
   }
   assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.pipeline.policy).Statement : s.Resource if s.Sid == "TagNewTaskDefinitions"]) == "arn:aws:ecs:eu-west-1:123456789012:task-definition/mindproject-test:*"
+    error_message = "the pipeline may tag only new revisions of the service's task definition family"
+  }
+  assert {
     condition     = one([for s in jsondecode(aws_iam_role_policy.codebuild.policy).Statement : s.Resource if s.Sid == "PushImage"]) == "arn:aws:ecr:eu-west-1:123456789012:repository/mindproject/test"
     error_message = "CodeBuild may push to the service's repository only"
   }
