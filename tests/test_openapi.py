@@ -6,14 +6,20 @@ import re
 
 from starlette.routing import Route
 
-from mindproject.api import devices, health, uploads
+from mindproject.api import devices, health, metrics, revocations, uploads
 from mindproject.openapi import openapi_document
 from tests.helpers import RunningServer
 
 
 def test_every_api_route_is_described() -> None:
     paths = openapi_document()["paths"]
-    for route in [*devices.routes, *uploads.routes, *health.routes]:
+    for route in [
+        *devices.routes,
+        *uploads.routes,
+        *health.routes,
+        *revocations.routes,
+        *metrics.routes,
+    ]:
         assert isinstance(route, Route)
         assert route.path in paths, route.path
         for method in route.methods or ():

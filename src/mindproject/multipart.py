@@ -151,5 +151,12 @@ class MultipartFile:
             pass
         if not self._ended:
             raise MalformedBody("multipart body ended without its closing boundary")
+        # Read the body to its end (the epilogue, ignored, but bounded): until the client has sent
+        # everything it declared, the upload is not whole; a client that stops short is caught
+        # here as a disconnect, and nothing is stored.
+        async for epilogue in self._body:
+            self._other_bytes += len(epilogue)
+            if self._other_bytes > MAX_OTHER_FIELDS_BYTES:
+                raise MalformedBody("too many bytes after the multipart body's closing boundary")
         if self._duplicate:
             raise BadRequest(f"the form has more than one '{FILE_FIELD}' field")

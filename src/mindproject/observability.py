@@ -131,8 +131,12 @@ _ID_PREFIX = secrets.token_hex(6)
 _id_counter = itertools.count()
 
 
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):010x}"
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _INCOMING_ID.fullmatch(value):
             return bytes(value).decode()
-    return f"{_ID_PREFIX}{next(_id_counter):010x}"
+    return new_request_id()

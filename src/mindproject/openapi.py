@@ -26,17 +26,26 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {
         400: "Invalid input (device id, parameter, body, checksum)",
+        401: "Missing, invalid, expired or revoked bearer token",
+        403: "The token's role may not do this, or not on this device",
         404: "No such device or upload",
+        408: "The request body stopped arriving",
         411: "Neither Content-Length nor chunked encoding",
         413: "Upload larger than the configured maximum",
         415: "Body is neither multipart/form-data nor application/octet-stream",
         416: "Range outside the file",
+        429: "Over the device's request rate or uploads in flight (see Retry-After)",
+        431: "Request headers too large",
         503: "Storage unavailable",
         507: "Storage full",
     }
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses if s in texts} | {
         "default": {"$ref": "#/components/responses/Error"}
     }
+
+
+# Every call under /api/devices/ and /api/revocations/ is authenticated and may be refused so.
+_AUTH = (401, 403, 429, 431)
 
 
 def _bytes_response(description: str) -> dict[str, Any]:
@@ -82,7 +91,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 ],
                 "responses": {"200": _json(_ref("DeviceList"), "A page of device ids")}
-                | _errors(400, 503),
+                | _errors(400, *_AUTH, 503),
             }
         },
         "/api/devices/{device_id}": {
@@ -121,7 +130,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "responses": {"200": _json(_ref("UploadResult"), "Stored, durably")}
-                | _errors(400, 411, 413, 415, 503, 507),
+                | _errors(400, *_AUTH, 408, 411, 413, 415, 503, 507),
             },
             "get": {
                 "summary": "Download the latest upload (base64 by default, or raw)",
@@ -132,13 +141,13 @@ def openapi_document() -> dict[str, Any]:
                     "206": _bytes_response("Part of the raw file"),
                     "304": {"description": "Not modified (If-None-Match)"},
                 }
-                | _errors(400, 404, 416, 503),
+                | _errors(400, *_AUTH, 404, 416, 503),
             },
             "delete": {
                 "summary": "Delete every upload of a device",
                 "operationId": "deleteDevice",
                 "responses": {"200": _json(_ref("DeviceDeleted"), "Deleted")}
-                | _errors(400, 404, 503),
+                | _errors(400, *_AUTH, 404, 503),
             },
         },
         "/api/devices/{device_id}/uploads": {
@@ -151,7 +160,7 @@ def openapi_document() -> dict[str, Any]:
                     {"$ref": "#/components/parameters/cursor"},
                 ],
                 "responses": {"200": _json(_ref("UploadList"), "A page of uploads")}
-                | _errors(400, 404, 503),
+                | _errors(400, *_AUTH, 404, 503),
             },
         },
         "/api/devices/{device_id}/uploads/{version}": {
@@ -165,19 +174,56 @@ def openapi_document() -> dict[str, Any]:
                     "206": _bytes_response("Part of the raw file"),
                     "304": {"description": "Not modified (If-None-Match)"},
                 }
-                | _errors(400, 404, 416, 503),
+                | _errors(400, *_AUTH, 404, 416, 503),
             },
             "delete": {
                 "summary": "Delete one upload",
                 "operationId": "deleteUpload",
                 "responses": {"200": _json(_ref("UploadDeleted"), "Deleted")}
-                | _errors(400, 404, 503),
+                | _errors(400, *_AUTH, 404, 503),
             },
+        },
+        "/api/revocations/": {
+            "get": {
+                "summary": "List revoked devices (admin)",
+                "operationId": "listRevocations",
+                "responses": {"200": _json(_ref("RevocationList"), "Revoked devices")}
+                | _errors(*_AUTH, 503),
+            }
+        },
+        "/api/revocations/{device_id}": {
+            "parameters": [device],
+            "put": {
+                "summary": "Revoke every token of a device issued until now (admin)",
+                "operationId": "revokeDevice",
+                "responses": {"200": _json(_ref("Revocation"), "Revoked")}
+                | _errors(400, *_AUTH, 503),
+            },
+            "delete": {
+                "summary": "Lift a device's revocation (admin)",
+                "operationId": "unrevokeDevice",
+                "responses": {"200": _json(_ref("Revocation"), "Lifted")}
+                | _errors(400, *_AUTH, 503),
+            },
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format)",
+                "operationId": "metrics",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
         },
         "/healthz": {
             "get": {
                 "summary": "Liveness: the process answers",
                 "operationId": "healthz",
+                "security": [],
                 "responses": {"200": _json(_ref("Status"), "Alive")},
             }
         },
@@ -185,6 +231,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "Readiness: storage answers and the process is not shutting down",
                 "operationId": "readyz",
+                "security": [],
                 "responses": {"200": _json(_ref("Status"), "Ready")} | _errors(503),
             }
         },
@@ -211,7 +258,11 @@ def openapi_document() -> dict[str, Any]:
             "description": "Devices upload telemetry files; operators list and download them.",
         },
         "paths": paths,
+        "security": [{"bearer": []}],
         "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
             "parameters": {
                 "device_id": {
                     "name": "device_id",
@@ -245,7 +296,10 @@ def openapi_document() -> dict[str, Any]:
                     "schema": {"type": "string", "enum": ["base64", "raw"]},
                 },
             },
-            "responses": {f"E{s}": error_response for s in (400, 404, 411, 413, 415, 416, 503, 507)}
+            "responses": {
+                f"E{s}": error_response
+                for s in (400, 401, 403, 404, 408, 411, 413, 415, 416, 429, 431, 503, 507)
+            }
             | {"Error": error_response},
             "schemas": {
                 "Error": {
@@ -309,6 +363,19 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+                "Revocation": {
+                    "type": "object",
+                    "required": ["device_id", "revoked_at"],
+                    "properties": {
+                        "device_id": {"type": "string"},
+                        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+                "RevocationList": {
+                    "type": "object",
+                    "required": ["revocations"],
+                    "properties": {"revocations": {"type": "array", "items": _ref("Revocation")}},
+                },
             },
         },
     }

@@ -1,4 +1,5 @@
-"""Runs the app under uvicorn (uvloop + httptools), one or more worker processes.
+"""Runs the app under uvicorn (uvloop + httptools, headers bounded while they arrive), one or
+more worker processes.
 
 On SIGTERM (what ECS sends on every deploy) readiness turns red at once (see lifecycle.py), the
 listener closes, in-flight requests get up to `shutdown_grace_seconds` to finish, then it exits.
@@ -13,6 +14,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from mindproject.config import Settings
+from mindproject.http_protocol import BoundedHeadersProtocol
 
 
 def serve(settings: Settings) -> None:
@@ -32,7 +34,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHeadersProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -740,17 +740,7 @@ ROWS += [
 ]
 
 
-KNOWN_BUGS = {
-    "multipart-shorter-than-declared-then-close": "BUG: a form is stored as soon as its closing "
-    "delimiter arrives, without reading the rest of the declared Content-Length; the client "
-    "then closes with 500 bytes missing and the upload is kept",
-}
-PARAMS = [
-    pytest.param(row, id=row.id, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[row.id]))
-    if row.id in KNOWN_BUGS
-    else pytest.param(row, id=row.id)
-    for row in ROWS
-]
+PARAMS = [pytest.param(row, id=row.id) for row in ROWS]
 
 
 @pytest.mark.parametrize("row", PARAMS)
@@ -851,11 +841,6 @@ def test_admin_may_upload_and_delete_device_may_upload_its_own(server: RunningSe
 
 
 # --- header floods are cut off while they arrive -----------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 16 KiB header limit is checked by the app after httptools has buffered the "
-    "whole header block; an endless header is read into memory until the client stops",
-)
 def test_endless_header_is_cut_off_before_it_is_all_read(server: RunningServer) -> None:
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     sent = 0

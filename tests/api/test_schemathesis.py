@@ -100,9 +100,14 @@ def test_every_operation_answers_as_described(
 
     statuses: list[int] = []
     answers_as_described()
-    # The admin token got through every time: these were real calls, not a wall of 401s.
     assert statuses
-    assert not {401, 403} & set(statuses), sorted(set(statuses))
+    if mode is GenerationMode.POSITIVE:
+        # The admin token got through every time: these were real calls, not a wall of 401s.
+        assert not {401, 403} & set(statuses), sorted(set(statuses))
+    else:
+        # Invalid inputs include a broken Authorization header (the description declares bearer
+        # auth), answered 401; most calls must still have reached the routes.
+        assert set(statuses) - {401}, sorted(set(statuses))
 
 
 def test_the_description_is_the_served_one(live: RunningServer, served_schema: Any) -> None:
