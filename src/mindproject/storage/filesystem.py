@@ -114,6 +114,8 @@ class FileStorage(Storage):
         self._tmp = root / "tmp"
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="file-storage")
         try:
+            # A new data folder is private to the service's user: it holds every device's data.
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._blobs.mkdir(parents=True, exist_ok=True)
             self._tmp.mkdir(parents=True, exist_ok=True)
             index = root / "index.sqlite3"
