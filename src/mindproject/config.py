@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Minimum level of the JSON log lines"
     )
+    keepalive_seconds: int = Field(
+        default=75,
+        ge=1,
+        le=4000,
+        description="How long an idle keep-alive connection stays open; keep it above the load "
+        "balancer's idle timeout so the balancer closes first",
+    )
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, le=3600, description="How long in-flight requests may finish on SIGTERM"
     )

@@ -40,5 +40,5 @@ def serve(settings: Settings) -> None:
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-        timeout_keep_alive=75,  # longer than the ALB's 60 s idle timeout, so the ALB closes first
+        timeout_keep_alive=settings.keepalive_seconds,
     )

@@ -292,9 +292,6 @@ class ObjectStorage(Storage):
             await self._call(obstore.delete_async(self._store, old))
 
     async def check(self) -> None:
-        try:
-            await obstore.head_async(self._store, self._layout.device_marker(".readiness-probe"))
-        except FileNotFoundError:
-            return
-        except (ObstoreError, OSError, RuntimeError) as exc:
-            raise _store_error(exc) from exc
+        # A one-key LIST under our prefix: it needs only the permissions the service has anyway
+        # (a HEAD of a missing key is a 403, not a 404, when ListBucket is limited by prefix).
+        await self._keys(self._layout.devices_dir, None, 1)
