@@ -53,7 +53,9 @@ locals {
     MINDPROJECT_AUTH                   = "token"
     MINDPROJECT_SHUTDOWN_GRACE_SECONDS = tostring(var.shutdown_grace_seconds)
     MINDPROJECT_BODY_TIMEOUT_SECONDS   = tostring(var.body_timeout_seconds)
-    AWS_REGION                         = var.aws_region
+    # Idle keep-alive connections outlive the ALB's, so the ALB never reuses one we are closing.
+    MINDPROJECT_KEEPALIVE_SECONDS = tostring(var.alb_idle_timeout_seconds + 5)
+    AWS_REGION                    = var.aws_region
   })
 
   # Same probe as the Dockerfile's HEALTHCHECK (ECS ignores the image's own).

@@ -215,6 +215,10 @@ run "load_balancer_for_long_uploads_plain_http" {
     error_message = "the service must give up on a stalled upload before the ALB cuts the connection"
   }
   assert {
+    condition     = tonumber({ for e in jsondecode(aws_ecs_task_definition.app.container_definitions)[0].environment : e.name => e.value }["MINDPROJECT_KEEPALIVE_SECONDS"]) > aws_lb.main.idle_timeout
+    error_message = "the service's keep-alive must outlive the ALB's idle timeout (else the ALB may reuse a closing connection: 502)"
+  }
+  assert {
     condition     = aws_lb.main.drop_invalid_header_fields
     error_message = "the ALB must drop invalid headers"
   }
