@@ -71,6 +71,20 @@ _DOWNLOAD_PARAMS = [
 ]
 
 
+def _download(summary: str, operation_id: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        "parameters": _DOWNLOAD_PARAMS,
+        "responses": {
+            "200": _bytes_response("The file, base64-encoded or raw"),
+            "206": _bytes_response("Part of the raw file"),
+            "304": {"description": "Not modified (If-None-Match)"},
+        }
+        | _errors(400, *_AUTH, 404, 416, 503),
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     device = {"$ref": "#/components/parameters/device_id"}
@@ -132,17 +146,9 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("UploadResult"), "Stored, durably")}
                 | _errors(400, *_AUTH, 408, 411, 413, 415, 503, 507),
             },
-            "get": {
-                "summary": "Download the latest upload (base64 by default, or raw)",
-                "operationId": "downloadLatest",
-                "parameters": _DOWNLOAD_PARAMS,
-                "responses": {
-                    "200": _bytes_response("The file, base64-encoded or raw"),
-                    "206": _bytes_response("Part of the raw file"),
-                    "304": {"description": "Not modified (If-None-Match)"},
-                }
-                | _errors(400, *_AUTH, 404, 416, 503),
-            },
+            "get": _download(
+                "Download the latest upload (base64 by default, or raw)", "downloadLatest"
+            ),
             "delete": {
                 "summary": "Delete every upload of a device",
                 "operationId": "deleteDevice",
@@ -165,17 +171,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/devices/{device_id}/uploads/{version}": {
             "parameters": [device, version],
-            "get": {
-                "summary": "Download one upload",
-                "operationId": "downloadUpload",
-                "parameters": _DOWNLOAD_PARAMS,
-                "responses": {
-                    "200": _bytes_response("The file, base64-encoded or raw"),
-                    "206": _bytes_response("Part of the raw file"),
-                    "304": {"description": "Not modified (If-None-Match)"},
-                }
-                | _errors(400, *_AUTH, 404, 416, 503),
-            },
+            "get": _download("Download one upload", "downloadUpload"),
             "delete": {
                 "summary": "Delete one upload",
                 "operationId": "deleteUpload",
