@@ -11,14 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-TARGET_ORDER = ["mindproject", "seed", "conventional", "minimal_asgi", "direct"]
+TARGET_ORDER = ["mindproject", "mindproject_lean", "seed", "conventional", "minimal_asgi", "direct"]
 LABELS = {
     "mindproject": "**MindProject**",
+    "mindproject_lean": "MindProject --no-fsync, log warning",
     "seed": "seed design (reconstruction)",
     "conventional": "Flask+boto3 done well",
     "minimal_asgi": "minimal ASGI (ceiling)",
     "direct": "direct storage (ceiling)",
 }
+# shared/notes/test-infrastructure.md: the seed's own design, measured on this kind of machine,
+# spent 7-8.5 ms of worker CPU per 1 KiB upload to a local S3 server. The lower bound is used.
+SEED_REFERENCE_MS = 7.0
+
 COLUMNS = [
     ("rps", "req/s", "{:.0f}"),
     ("p50_ms", "p50 ms", "{:.1f}"),
@@ -82,25 +87,36 @@ def targets_section(doc: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {shown if value is not None else '-'} | {verdict} |")
 
     for backend in ("s3", "file"):
-        ours = _get(rows, backend, "upload_1k multipart", "mindproject").get("cpu_ms_per_req")
         seed = _get(rows, backend, "upload_1k multipart", "seed").get("cpu_ms_per_req")
         conv = _get(rows, backend, "upload_1k multipart", "conventional").get("cpu_ms_per_req")
-        if ours and seed:
-            r = seed / ours
-            check(
-                f"CPU/1 KiB upload >= 15x less than the seed design ({backend})",
-                r,
-                r >= 15,
-                f"{r:.1f}x ({seed:.2f} vs {ours:.3f} ms)",
-            )
-        if ours and conv:
-            r = conv / ours
-            check(
-                f"CPU/1 KiB upload >= 3x less than Flask+boto3 done well ({backend})",
-                r,
-                r >= 3,
-                f"{r:.1f}x ({conv:.2f} vs {ours:.3f} ms)",
-            )
+        for target in ("mindproject", "mindproject_lean"):
+            ours = _get(rows, backend, "upload_1k multipart", target).get("cpu_ms_per_req")
+            who = "" if target == "mindproject" else ", --no-fsync + log warning"
+            if ours and seed:
+                r = seed / ours
+                check(
+                    f"CPU/1 KiB upload >= 15x less than the seed design ({backend}{who})",
+                    r,
+                    r >= 15,
+                    f"{r:.1f}x ({seed:.2f} vs {ours:.3f} ms)",
+                )
+            if ours and backend == "s3":
+                r = SEED_REFERENCE_MS / ours
+                check(
+                    f"same, against the notes' seed figure of {SEED_REFERENCE_MS} ms "
+                    f"(conservative){who}",
+                    r,
+                    r >= 15,
+                    f"{r:.1f}x",
+                )
+            if ours and conv:
+                r = conv / ours
+                check(
+                    f"CPU/1 KiB upload >= 3x less than Flask+boto3 done well ({backend}{who})",
+                    r,
+                    r >= 3,
+                    f"{r:.1f}x ({conv:.2f} vs {ours:.3f} ms)",
+                )
     rps = _get(rows, "file", "upload_1k multipart", "mindproject").get("rps")
     check(
         "1 KiB uploads >= 2,000 req/s, filesystem",
@@ -208,13 +224,22 @@ def chart(doc: dict[str, Any], path: Path) -> None:
         labels, values, colors = [], [], []
         for r in rows:
             if r["scenario"].startswith(prefix) and r.get(key) is not None:
-                short = r["target"].replace("minimal_asgi", "asgi").replace("conventional", "conv")
+                short = (
+                    r["target"]
+                    .replace("minimal_asgi", "asgi")
+                    .replace("conventional", "conv")
+                    .replace("mindproject", "mp")
+                )
                 label = f"{r['backend']}:{short}"
                 if prefix == "big ":
                     label += "\n" + r["scenario"].split()[1] + " " + r["scenario"].split()[-1]
                 labels.append(label)
                 values.append(max(float(r[key]), 1e-3))
-                colors.append("tab:green" if r["target"] == "mindproject" else "tab:gray")
+                colors.append(
+                    {"mindproject": "tab:green", "mindproject_lean": "yellowgreen"}.get(
+                        r["target"], "tab:gray"
+                    )
+                )
         ax.set_title(title)
         if values:
             ax.bar(range(len(values)), values, color=colors)

@@ -53,10 +53,15 @@ MiB = 1024 * 1024
 
 ALL_SCENARIOS = ["upload_1k", "get_1k", "big_256m", "list_100k", "idle_1k"]
 ALL_BACKENDS = ["file", "s3"]
-ALL_TARGETS = ["mindproject", "seed", "conventional", "minimal_asgi", "direct"]
+ALL_TARGETS = ["mindproject", "mindproject_lean", "seed", "conventional", "minimal_asgi", "direct"]
+# The lean variant runs with the baselines' durability and logging (no fsync, warnings only),
+# on the request-rate scenarios only.
+LEAN_ARGS = ["--no-fsync", "--log-level", "warning"]
+LEAN_SCENARIOS = {"upload_1k", "get_1k"}
 
 LABELS = {
     "mindproject": "MindProject",
+    "mindproject_lean": "MindProject --no-fsync, log warning",
     "seed": "seed design (reconstruction)",
     "conventional": "Flask+boto3 done well",
     "minimal_asgi": "minimal ASGI (ceiling)",
@@ -214,7 +219,7 @@ class Backend:
             path.mkdir(parents=True, exist_ok=True)
             return f"file://{path}"
         bucket = f"bench-{group}".replace("_", "-")
-        return f"s3://{bucket}" + ("/data" if target == "mindproject" else "")
+        return f"s3://{bucket}" + ("/data" if target.startswith("mindproject") else "")
 
     def storage_pids(self) -> list[int]:
         if self.s3_dir is None:
@@ -261,7 +266,7 @@ def backend(name: str, work: Path, log: Callable[[str], None]) -> Iterator[Backe
     be = Backend(name, work, env, s3_dir)
     try:
         client = be.s3_client()
-        for group in ("mindproject", "baseline", "direct"):
+        for group in ("mindproject", "mindproject-lean", "baseline", "direct"):
             client.create_bucket(Bucket=f"bench-{group}")
         yield be
     finally:
@@ -290,7 +295,7 @@ class Server:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
-HEALTH = {"mindproject": "/healthz", "seed": "/api/", "conventional": "/healthz"}
+HEALTH = {"seed": "/api/"}
 HEALTH_DEFAULT = "/healthz"
 
 
@@ -325,11 +330,13 @@ def start_server(
     env = {**os.environ, **be.env}
     storage = be.storage_for(target)
     token = None
-    if target == "mindproject":
+    if target.startswith("mindproject"):
         token = mindproject_auth(env, log)
         env["MINDPROJECT_STORAGE"] = storage
         argv = [str(PROJECT_BIN / "mindproject"), "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--workers", str(workers), "--storage", storage]
+        if target == "mindproject_lean":
+            argv += LEAN_ARGS
     elif target == "seed":
         # The seed Dockerfile's settings: gunicorn with its defaults, i.e. ONE sync worker.
         env["BENCH_STORAGE"] = storage
@@ -401,16 +408,30 @@ def wrk(
     threads: int,
     server_roots: Callable[[], list[int]],
     storage_roots: Callable[[], list[int]],
+    until_idle: bool = False,
 ) -> dict[str, Any]:
-    """One wrk run; returns its report plus server and storage CPU and peak RSS."""
+    """One wrk run; returns its report plus server and storage CPU and peak RSS.
+
+    until_idle: for scripts whose threads stop themselves (populate.lua): wrk's main thread
+    still sleeps for the whole -d, so it is interrupted (SIGINT: it then reports) once its
+    threads stop using CPU.
+    """
     secs = max(1, round(duration))
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{secs}s", "--timeout", "10s"]
     argv += ["-s", str(LUA / script), f"http://127.0.0.1:{port}"]
     full_env = {**os.environ, "BENCH_LUA_DIR": str(LUA), **env}
     with Meter(server_roots) as meter, Meter(storage_roots, interval=0.5) as smeter:
-        res = subprocess.run(
-            argv, env=full_env, capture_output=True, text=True, timeout=duration + 120, check=False
+        proc = subprocess.Popen(
+            argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        if until_idle:
+            _interrupt_when_idle(proc, duration)
+        try:
+            stdout, stderr = proc.communicate(timeout=duration + 120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+    res = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     report: dict[str, Any] = {}
     for line in res.stdout.splitlines():
         if line.startswith("WRKJSON "):
@@ -435,6 +456,19 @@ def wrk(
         "non_2xx": errs["status"],
         "populate_failed": report.get("populate_failed"),
     }
+
+
+def _interrupt_when_idle(proc: subprocess.Popen[str], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    last, idle = -1.0, 0
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        used = cpu_seconds([proc.pid])
+        idle = idle + 1 if used == last else 0
+        last = used
+        if idle >= 4:  # two seconds without a tick of CPU: every thread has stopped
+            proc.send_signal(signal.SIGINT)
+            return
 
 
 def curl_transfer(
@@ -492,18 +526,21 @@ async def _hold_idle(port: int, n: int, headers: dict[str, str], hold: float) ->
 
     await asyncio.gather(*(limited() for _ in range(n)))
     await asyncio.sleep(hold)
-    still_open = 0
-    for reader, _ in conns:
-        if not reader.at_eof():
-            try:
-                data = await asyncio.wait_for(reader.read(1), timeout=0.01)
-                if data:
-                    still_open += 1
-            except TimeoutError:
-                still_open += 1  # nothing to read and not closed: the connection is held open
+
+    async def is_open(reader: asyncio.StreamReader) -> bool:
+        if reader.at_eof():
+            return False
+        try:
+            return bool(await asyncio.wait_for(reader.read(1), timeout=0.2))
+        except TimeoutError:
+            return True  # nothing to read and not closed: the connection is held open
+        except OSError:
+            return False
+
+    still_open = sum(await asyncio.gather(*(is_open(r) for r, _ in conns)))
     for _, writer in conns:
         writer.close()
-    return {"answered": answered, "failed": refused, "open_after_hold": still_open}
+    return {"answered": answered, "not_answered": refused, "open_after_hold": still_open}
 
 
 def direct(
@@ -604,17 +641,70 @@ class Run:
             self.log(f"!! {exc}")
             self.add(be.name, "start", target, failed=str(exc))
             return
-        if target == "mindproject":
+        if target.startswith("mindproject"):
             self.auth = server.auth
         try:
             for scenario in self.args.scenarios:
+                if target == "mindproject_lean" and scenario not in LEAN_SCENARIOS:
+                    continue
                 try:
                     getattr(self, f"s_{scenario}")(be, server)
                 except Exception as exc:
                     self.log(f"!! {be.name} {scenario} {target}: {exc!r}")
                     self.add(be.name, scenario, target, failed=repr(exc)[:300])
+            if self.args.profile and target == "mindproject" and "upload_1k" in self.args.scenarios:
+                self.profile(be, server)
         finally:
             stop_server(server)
+
+    def profile(self, be: Backend, server: Server) -> None:
+        """py-spy (--gil: on-CPU Python only) over a 1 KiB upload run; not a measured run."""
+        raw = self.raw / f"profile-{be.name}-upload_1k.txt"
+        env = {"BENCH_SIZE": "1024", "BENCH_DEVICES": "1000", "BENCH_MODE": "multipart"}
+        if server.token:
+            env["BENCH_TOKEN"] = server.token
+        secs = max(5, round(self.cfg.duration))
+        spy = subprocess.Popen(
+            [
+                str(BENCH_BIN / "py-spy"),
+                "record",
+                "--pid",
+                str(server.proc.pid),
+                "--subprocesses",
+                "--gil",
+                "-r",
+                "200",
+                "-d",
+                str(secs),
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wrk(
+                server.port,
+                "upload.lua",
+                env,
+                secs + 1,
+                self.cfg.connections,
+                self.cfg.threads,
+                server.roots,
+                lambda: [],
+            )
+        finally:
+            spy.wait(timeout=secs + 60)
+        from profile_summary import summarize
+
+        if raw.exists():
+            text = summarize(raw, 30)
+            (self.out / f"profile-{be.name}-upload_1k.txt").write_text(
+                f"py-spy --gil, 1 KiB multipart uploads, {be.name} backend\n{text}\n"
+            )
+            self.log(f"profile written: profile-{be.name}-upload_1k.txt")
 
     def _wrk(
         self, be: Backend, server: Server, script: str, env: dict[str, str], conns: int
@@ -646,6 +736,10 @@ class Run:
         env = {"BENCH_SIZE": "1024", "BENCH_DEVICES": "1000", "BENCH_MODE": "multipart"}
         res = self._wrk(be, server, "upload.lua", env, self.cfg.connections)
         self.add(be.name, "upload_1k multipart", server.target, **res)
+        if server.target != "seed":  # the seed takes multipart only
+            env = {**env, "BENCH_MODE": "raw"}
+            res = self._wrk(be, server, "upload.lua", env, self.cfg.connections)
+            self.add(be.name, "upload_1k raw", server.target, **res)
 
     def _put(self, server: Server, device: str, payload: bytes) -> dict[str, Any]:
         body, ctype = multipart(payload)
@@ -724,15 +818,27 @@ class Run:
 
     def populate(self, be: Backend, server: Server) -> None:
         n = self.cfg.devices
-        if server.target == "mindproject":
+        if server.target.startswith("mindproject"):
             t0 = time.monotonic()
             env = {"BENCH_COUNT": str(n), "BENCH_PREFIX": "dev-", "BENCH_THREADS": "2"}
             if server.token:
                 env["BENCH_TOKEN"] = server.token
-            res = wrk(server.port, "populate.lua", env, 1800, 64, 2, server.roots, be.storage_pids)
+            res = wrk(
+                server.port,
+                "populate.lua",
+                env,
+                1800,
+                64,
+                2,
+                server.roots,
+                be.storage_pids,
+                until_idle=True,
+            )
+            missing = self.top_up(server, n)
             self.log(
                 f"populated {n} devices through the API in {time.monotonic() - t0:.1f}s "
-                f"({res['rps']:.0f} req/s, failed {res['populate_failed']})"
+                f"({res['rps']:.0f} req/s, failed {res['populate_failed']}, "
+                f"{missing} missed ids uploaded afterwards)"
             )
         elif server.target in ("seed", "conventional"):
             marker = self.work / be.name / "data" / f"baseline-populated-{n}"
@@ -747,6 +853,30 @@ class Run:
                 else:
                     marker.parent.mkdir(parents=True, exist_ok=True)
                     marker.touch()
+
+    def top_up(self, server: Server, n: int) -> int:
+        """Upload the dev-NNNNNNN ids that the populate run missed (wrk can drop one)."""
+        seen: set[str] = set()
+        cursor: str | None = None
+        for _ in range(n // 1000 + 10):
+            path = "/api/devices/?prefix=dev-&limit=1000"
+            if cursor:
+                path += "&cursor=" + urllib.parse.quote(cursor)
+            status, body = http_call(
+                server.port, "GET", path, headers=server.headers(), timeout=120
+            )
+            if status != 200:
+                raise RuntimeError(f"list answered {status}: {body[:200]!r}")
+            doc = json.loads(body)
+            for item in doc["TelemetryDataDownloads"]:
+                seen.add(item if isinstance(item, str) else item.get("device_id", ""))
+            cursor = doc.get("next_cursor")
+            if not cursor:
+                break
+        missing = [f"dev-{i:07d}" for i in range(n) if f"dev-{i:07d}" not in seen]
+        for device in missing:
+            self._put(server, device, b"telemetry")
+        return len(missing)
 
     def s_list_100k(self, be: Backend, server: Server) -> None:
         if server.target == "minimal_asgi":
@@ -816,13 +946,13 @@ class Run:
         self.log(f"== {be.name}: direct storage ceilings")
         ops: list[tuple[str, str, Path | None]] = []
         if "upload_1k" in self.args.scenarios:
-            ops.append(("put_1k", "upload_1k (1 KiB put)", None))
+            ops.append(("put_1k", "upload_1k multipart", None))
         if "get_1k" in self.args.scenarios:
             ops.append(("get_1k", "get_1k raw", None))
         if "big_256m" in self.args.scenarios:
             payload, _ = self.big_payload()
             size = payload.stat().st_size // MiB
-            ops.append(("put_big", f"big PUT {size} MiB", payload))
+            ops.append(("put_big", f"big PUT {size} MiB multipart", payload))
             ops.append(("get_big", f"big GET {size} MiB raw", payload))
         if "list_100k" in self.args.scenarios:
             ops.append(("list", f"list full walk of {self.cfg.devices}", None))
@@ -861,7 +991,7 @@ def main() -> int:
     p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
     p.add_argument("--backends", default=",".join(ALL_BACKENDS))
     p.add_argument("--targets", default=",".join(ALL_TARGETS))
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per measured wrk run")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--list-connections", type=int, default=2)
@@ -871,6 +1001,7 @@ def main() -> int:
     p.add_argument("--big-mib", type=int, default=256)
     p.add_argument("--idle-connections", type=int, default=1000)
     p.add_argument("--out", default=str(BENCH / "results"))
+    p.add_argument("--profile", action="store_true", help="py-spy profile of 1 KiB uploads")
     args = p.parse_args()
     for name, allowed in (
         ("scenarios", ALL_SCENARIOS),

@@ -1,6 +1,6 @@
 -- Creates BENCH_COUNT devices named <BENCH_PREFIX><0000000..> with one small raw upload each.
--- Thread i of BENCH_THREADS takes ids i, i+n, i+2n ... and stops itself once every one of its
--- uploads has been answered (PUT answers are told apart by the device id in their body).
+-- Thread i of BENCH_THREADS takes ids i, i+n, i+2n ... then sends GET /healthz until every one
+-- of its uploads has been answered (PUT answers carry the device id), and stops itself.
 package.path = os.getenv("BENCH_LUA_DIR") .. "/?.lua;" .. package.path
 local c = require("common")
 
@@ -10,6 +10,7 @@ local body = c.env("BENCH_BODY", "telemetry")
 local headers, idle
 local all_threads = {}
 local tid, nthreads, next_id, sent, answered, failed = 0, 1, 0, 0, 0, 0
+local exhausted_at = nil
 
 function setup(thread)
   thread:set("tid", #all_threads)
@@ -40,7 +41,12 @@ function response(status, hdrs, resp_body)
   elseif resp_body and string.find(resp_body, prefix, 1, true) then
     answered = answered + 1
   end
-  if next_id >= count and answered >= sent then wrk.thread:stop() end
+  -- Each connection is sequential, so a few seconds of idle requests after the last upload
+  -- means every upload was answered, even if one answer was miscounted.
+  if next_id >= count then
+    exhausted_at = exhausted_at or os.time()
+    if answered >= sent or os.time() - exhausted_at >= 3 then wrk.thread:stop() end
+  end
 end
 
 done = function(summary, latency, requests)
