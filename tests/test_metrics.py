@@ -63,13 +63,18 @@ def test_metrics_add_up_over_worker_processes(tmp_path: Path) -> None:
             for _ in range(20):  # new connections, so both workers get some
                 with httpx.Client(base_url=server.url, headers=server.auth_headers) as fresh:
                     assert fresh.get("/api/devices/").status_code == 200
-            total = value(
-                samples(client),
-                "mindproject_http_requests_total",
-                route="/api/devices/",
-                method="GET",
-                status="200",
-            )
+            # A request is counted just after its response is sent: poll briefly (bounded).
+            for _ in range(50):
+                total = value(
+                    samples(client),
+                    "mindproject_http_requests_total",
+                    route="/api/devices/",
+                    method="GET",
+                    status="200",
+                )
+                if total >= 20:
+                    break
+                time.sleep(0.05)
         assert total == 20
 
 
