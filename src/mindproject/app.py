@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         app.state.authenticator = Authenticator(
             verifier, Revocations(backend, settings.revocation_refresh_seconds)
         )
-        watch_for_shutdown()
+        watch_for_shutdown(settings.shutdown_drain_seconds)
         if verifier is None:
             log.warning(
                 "AUTH IS OFF (MINDPROJECT_AUTH=off): anyone who can reach %s:%s can read, write "

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         description="How long an idle keep-alive connection stays open; keep it above the load "
         "balancer's idle timeout so the balancer closes first",
     )
+    shutdown_drain_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, how long readiness answers 503 while requests are still "
+        "accepted, before the listener closes",
+    )
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, le=3600, description="How long in-flight requests may finish on SIGTERM"
     )
