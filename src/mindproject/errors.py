@@ -103,6 +103,11 @@ class RequestTimeout(MindProjectError):
     code = "request_timeout"
 
 
+class Conflict(MindProjectError):
+    status = 409
+    code = "idempotency_conflict"
+
+
 class LengthRequired(MindProjectError):
     status = 411
     code = "length_required"

@@ -41,7 +41,8 @@ RECEIVED_BYTES = Counter(
 SENT_BYTES = Counter("mindproject_http_sent_bytes_total", "Response body bytes sent", ["route"])
 UPLOADS = Counter(
     "mindproject_uploads_total",
-    "Uploads by outcome: stored, rejected (4xx), aborted (client gone), failed (5xx)",
+    "Uploads by outcome: stored, replayed (an Idempotency-Key's earlier version), "
+    "rejected (4xx), aborted (client gone), failed (5xx)",
     ["outcome"],
 )
 STORAGE_SECONDS = Histogram(
@@ -99,12 +100,23 @@ class InstrumentedStorage(Storage):
         *,
         filename: str | None,
         content_type: str | None,
+        idempotency_key: str | None = None,
     ) -> UploadInfo:
         return await self._timed(
             "save",
             lambda: self.inner.save(
-                device_id, version, source, filename=filename, content_type=content_type
+                device_id,
+                version,
+                source,
+                filename=filename,
+                content_type=content_type,
+                idempotency_key=idempotency_key,
             ),
+        )
+
+    async def find_by_key(self, device_id: str, idempotency_key: str) -> UploadInfo | None:
+        return await self._timed(
+            "find_by_key", lambda: self.inner.find_by_key(device_id, idempotency_key)
         )
 
     async def latest(self, device_id: str) -> UploadInfo:

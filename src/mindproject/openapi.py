@@ -30,6 +30,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "The token's role may not do this, or not on this device",
         404: "No such device or upload",
         408: "The request body stopped arriving",
+        409: "Idempotency-Key already used for different bytes",
         411: "Neither Content-Length nor chunked encoding",
         413: "Upload larger than the configured maximum",
         415: "Body is neither multipart/form-data nor application/octet-stream",
@@ -127,6 +128,14 @@ def openapi_document() -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "string"},
                     },
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": _DEVICE_ID_PATTERN},
+                        "description": "A retry with the same key stores nothing new and "
+                        "answers the earlier version (replayed: true); other bytes are a 409",
+                    },
                 ],
                 "requestBody": {
                     "required": True,
@@ -144,7 +153,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "responses": {"200": _json(_ref("UploadResult"), "Stored, durably")}
-                | _errors(400, *_AUTH, 408, 411, 413, 415, 503, 507),
+                | _errors(400, *_AUTH, 408, 409, 411, 413, 415, 503, 507),
             },
             "get": _download(
                 "Download the latest upload (base64 by default, or raw)", "downloadLatest"
@@ -294,7 +303,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "responses": {
                 f"E{s}": error_response
-                for s in (400, 401, 403, 404, 408, 411, 413, 415, 416, 429, 431, 503, 507)
+                for s in (400, 401, 403, 404, 408, 409, 411, 413, 415, 416, 429, 431, 503, 507)
             }
             | {"Error": error_response},
             "schemas": {
@@ -319,8 +328,11 @@ def openapi_document() -> dict[str, Any]:
                         upload_info,
                         {
                             "type": "object",
-                            "required": ["message"],
-                            "properties": {"message": {"type": "string"}},
+                            "required": ["message", "replayed"],
+                            "properties": {
+                                "message": {"type": "string"},
+                                "replayed": {"type": "boolean"},
+                            },
                         },
                     ]
                 },

@@ -178,3 +178,25 @@ def _fifty_concurrent_uploads(client: httpx.Client, server: RunningServer) -> No
     for version, data in zip(versions, payloads, strict=True):
         got = client.get(f"/api/devices/crowd/uploads/{version}", params={"encoding": "raw"})
         assert got.content == data
+
+
+def test_retry_with_idempotency_key_replays_the_first_upload(client: httpx.Client) -> None:
+    data = os.urandom(3000)
+    headers = {"Idempotency-Key": "boot-42:reading-7"}
+    first = put_file(client, "idem", data, headers=headers)
+    assert first.status_code == 200 and first.json()["replayed"] is False
+    retry = put_file(client, "idem", data, headers=headers)
+    assert retry.status_code == 200
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.json() | {"replayed": False} == first.json()
+    assert len(client.get("/api/devices/idem/uploads").json()["uploads"]) == 1
+
+    other_bytes = put_file(client, "idem", b"something else", headers=headers)
+    assert other_bytes.status_code == 409
+    assert other_bytes.json()["error"]["code"] == "idempotency_conflict"
+    bad_key = put_file(client, "idem", data, headers={"Idempotency-Key": "../x"})
+    assert bad_key.status_code == 400
+    assert len(client.get("/api/devices/idem/uploads").json()["uploads"]) == 1
+    # Without a key every upload is a new version, as in the seed.
+    put_file(client, "idem", data)
+    assert len(client.get("/api/devices/idem/uploads").json()["uploads"]) == 2

@@ -186,3 +186,79 @@ async def test_concurrent_saves_to_one_device_all_survive(storage: Storage) -> N
 
 async def test_check_passes_when_reachable(storage: Storage) -> None:
     await storage.check()
+
+
+async def test_idempotency_key_keeps_one_version(storage: Storage) -> None:
+    first = await storage.save(
+        "idem",
+        new_version_id(),
+        measured(b"reading"),
+        filename=None,
+        content_type=None,
+        idempotency_key="k-1",
+    )
+    assert await storage.find_by_key("idem", "k-1") == first
+    again = await storage.save(
+        "idem",
+        new_version_id(),
+        measured(b"reading"),
+        filename=None,
+        content_type=None,
+        idempotency_key="k-1",
+    )
+    assert again == first
+    other = await storage.save(
+        "idem",
+        new_version_id(),
+        measured(b"reading"),
+        filename=None,
+        content_type=None,
+        idempotency_key="k-2",
+    )
+    assert other.version != first.version
+    page = await storage.list_uploads("idem", after=None, limit=10)
+    assert [i.version for i in page.items] == [other.version, first.version]
+    assert await storage.find_by_key("idem", "unknown") is None
+
+
+async def test_concurrent_saves_with_one_key_leave_one_version(storage: Storage) -> None:
+    big = os.urandom(9 * 1024 * 1024)  # the S3 backend's multipart path too
+    results = await asyncio.gather(
+        *(
+            storage.save(
+                "race",
+                new_version_id(),
+                measured(data),
+                filename=None,
+                content_type=None,
+                idempotency_key="same",
+            )
+            for data in (b"x" * 10, b"x" * 10, big, big)
+        )
+    )
+    assert len({info.version for info in results}) == 1
+    page = await storage.list_uploads("race", after=None, limit=10)
+    assert len(page.items) == 1
+
+
+async def test_idempotency_key_of_a_deleted_version_is_free_again(storage: Storage) -> None:
+    first = await storage.save(
+        "gone",
+        new_version_id(),
+        measured(b"a"),
+        filename=None,
+        content_type=None,
+        idempotency_key="k",
+    )
+    await storage.delete_upload("gone", first.version)
+    assert await storage.find_by_key("gone", "k") is None
+    second = await storage.save(
+        "gone",
+        new_version_id(),
+        measured(b"a"),
+        filename=None,
+        content_type=None,
+        idempotency_key="k",
+    )
+    assert second.version != first.version
+    assert await storage.find_by_key("gone", "k") == second

@@ -11,31 +11,41 @@ from mindproject.api.downloads import download
 from mindproject.api.request_body import read_upload
 from mindproject.auth.access import Action
 from mindproject.errors import InvalidDeviceId
-from mindproject.identifiers import encode_cursor, new_version_id
+from mindproject.identifiers import encode_cursor
 from mindproject.metrics import UPLOADS, upload_outcome
+from mindproject.uploading import store_upload
 
 
 async def upload(request: Request) -> Response:
     device_id = params.device_id(request)
     await params.authorize(request, Action.UPLOAD, device_id)
     settings = request.app.state.settings
+    idempotency_key = params.idempotency_key(request)
     try:
         with request.app.state.upload_slots.hold(device_id):
             body = await read_upload(
                 request, settings.max_upload_bytes, settings.body_timeout_seconds
             )
-            info = await params.storage(request).save(
+            stored = await store_upload(
+                params.storage(request),
                 device_id,
-                new_version_id(),
                 body.stream,
                 filename=body.filename,
                 content_type=body.content_type,
+                idempotency_key=idempotency_key,
             )
     except BaseException as exc:
         UPLOADS.labels(upload_outcome(exc)).inc()
         raise
-    UPLOADS.labels("stored").inc()
-    return JSONResponse({"message": f"File uploaded for Device ID - {device_id}", **info.to_json()})
+    UPLOADS.labels("replayed" if stored.replayed else "stored").inc()
+    return JSONResponse(
+        {
+            "message": f"File uploaded for Device ID - {device_id}",
+            **stored.info.to_json(),
+            "replayed": stored.replayed,
+        },
+        headers={"Idempotent-Replayed": "true"} if stored.replayed else None,
+    )
 
 
 async def list_devices(request: Request) -> Response:

@@ -72,6 +72,19 @@ def version_cursor(request: Request) -> str | None:
         raise InvalidParameter("cursor is not one this service issued") from None
 
 
+def idempotency_key(request: Request) -> str | None:
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    try:
+        return check_device_id(raw.strip('"'))  # the same safe alphabet as device ids
+    except InvalidDeviceId:
+        raise InvalidParameter(
+            "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : - (not starting "
+            "with a dot)"
+        ) from None
+
+
 def prefix(request: Request) -> str:
     raw = request.query_params.get("prefix", "")
     if raw:

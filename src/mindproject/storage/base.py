@@ -78,8 +78,18 @@ class Storage(abc.ABC):
         *,
         filename: str | None,
         content_type: str | None,
+        idempotency_key: str | None = None,
     ) -> UploadInfo:
-        """Store a whole stream as a new version; on any error nothing is left behind."""
+        """Store a whole stream as a new version; on any error nothing is left behind.
+
+        With an idempotency key already used for this device by a version that still exists,
+        nothing new is kept and that earlier version is returned instead (atomically: of two
+        concurrent saves with one key, exactly one version survives).
+        """
+
+    @abc.abstractmethod
+    async def find_by_key(self, device_id: str, idempotency_key: str) -> UploadInfo | None:
+        """The version an idempotency key stands for, if it still exists."""
 
     @abc.abstractmethod
     async def latest(self, device_id: str) -> UploadInfo:

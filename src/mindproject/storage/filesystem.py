@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
     uploads INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    device_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (device_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS revocations (
     device_id TEXT PRIMARY KEY,
     revoked_at REAL NOT NULL
@@ -164,6 +170,7 @@ class FileStorage(Storage):
         *,
         filename: str | None,
         content_type: str | None,
+        idempotency_key: str | None = None,
     ) -> UploadInfo:
         tmp = self._tmp / f"{version}.{device_id}.part"
         blob = self._blobs / device_id / version
@@ -182,12 +189,13 @@ class FileStorage(Storage):
             )
             if fd is None:
                 data = bytes(pending)
-                await self._write(lambda db: self._insert(db, info, data))
-                return info
+                return await self._write(lambda db: self._insert(db, info, data, idempotency_key))
             landing, fd = fd, None  # _land_file closes it, whatever happens
             await self._run(self._land_file, landing, tmp, bytes(pending), info)
-            await self._write(lambda db: self._insert(db, info, None))
-            return info
+            kept = await self._write(lambda db: self._insert(db, info, None, idempotency_key))
+            if kept.version != info.version:  # the key's earlier version stands: drop this copy
+                blob.unlink(missing_ok=True)
+            return kept
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -222,8 +230,19 @@ class FileStorage(Storage):
         if self.fsync:
             _fsync_dir(device_dir)
 
-    @staticmethod
-    def _insert(db: sqlite3.Connection, info: UploadInfo, data: bytes | None) -> None:
+    @classmethod
+    def _insert(
+        cls, db: sqlite3.Connection, info: UploadInfo, data: bytes | None, key: str | None
+    ) -> UploadInfo:
+        """Record a version, unless its idempotency key already stands for one: return that."""
+        if key is not None:
+            earlier = cls._keyed_version(db, info.device_id, key)
+            if earlier is not None:
+                return earlier
+            db.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+                (info.device_id, key, info.version),
+            )
         db.execute(
             f"INSERT INTO uploads ({_COLUMNS}, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -241,6 +260,23 @@ class FileStorage(Storage):
             "ON CONFLICT (device_id) DO UPDATE SET uploads = uploads + 1",
             (info.device_id,),
         )
+        return info
+
+    @classmethod
+    def _keyed_version(cls, db: sqlite3.Connection, device_id: str, key: str) -> UploadInfo | None:
+        row = db.execute(
+            f"SELECT {', '.join('u.' + c for c in _COLUMNS.split(', '))} FROM idempotency i "
+            "JOIN uploads u ON u.device_id = i.device_id AND u.version = i.version "
+            "WHERE i.device_id = ? AND i.key = ?",
+            (device_id, key),
+        ).fetchone()
+        return cls._info(row) if row else None
+
+    async def find_by_key(self, device_id: str, idempotency_key: str) -> UploadInfo | None:
+        try:
+            return self._keyed_version(self._reader, device_id, idempotency_key)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
 
     async def delete_device(self, device_id: str) -> int:
         removed = await self._write(lambda db: self._delete_rows(db, device_id, None))
@@ -266,6 +302,7 @@ class FileStorage(Storage):
         found = [(str(row[0]), bool(row[1])) for row in rows]
         if found:
             db.execute(f"DELETE FROM uploads WHERE {where}", params)
+            db.execute(f"DELETE FROM idempotency WHERE {where}", params)
             db.execute(
                 "UPDATE devices SET uploads = uploads - ? WHERE device_id = ?",
                 (len(found), device_id),

@@ -4,6 +4,7 @@
     <prefix>/uploads/<device>/<version>.<sha256>.<size>.<kind>.<meta>   one per version
     <prefix>/blobs/<device>/<version>                 bytes of a large version (kind "b")
     <prefix>/revocations/<device>/<revoked_at_us>     empty: the device's tokens until then fail
+    <prefix>/idempotency/<device>/<key>               the version an Idempotency-Key stands for
 
 Version ids sort newest first, so listing `uploads/<device>/` gives the latest version first
 and a page of versions, with all their metadata, in one LIST request. Small uploads (kind "i")
@@ -51,6 +52,12 @@ class Layout:
 
     def blob_key(self, device_id: str, version: str) -> str:
         return self._join("blobs", device_id, version)
+
+    def idempotency_dir(self, device_id: str) -> str:
+        return self._join("idempotency", device_id)
+
+    def idempotency_key(self, device_id: str, key: str) -> str:
+        return self._join("idempotency", device_id, key)
 
     @property
     def revocations_dir(self) -> str:

@@ -11,14 +11,17 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import obstore
+from obstore.exceptions import AlreadyExistsError
 from obstore.exceptions import BaseError as ObstoreError
 
 from mindproject.errors import (
     DeviceNotFound,
+    InvalidVersionId,
     MindProjectError,
     StorageUnavailable,
     UploadNotFound,
 )
+from mindproject.identifiers import check_version_id
 from mindproject.storage.base import CHUNK_BYTES, Page, Storage, UploadInfo, UploadSource
 from mindproject.storage.layout import BLOB, INLINE, Layout, device_list_offset
 
@@ -77,6 +80,7 @@ class ObjectStorage(Storage):
         *,
         filename: str | None,
         content_type: str | None,
+        idempotency_key: str | None = None,
     ) -> UploadInfo:
         chunks = source.__aiter__()
         head = bytearray()
@@ -87,31 +91,72 @@ class ObjectStorage(Storage):
             except StopAsyncIteration:
                 ended = True
                 break
-        if ended:
-            info = UploadInfo(
-                device_id, version, source.size, source.sha256, filename, content_type
-            )
-            await self._call(
-                obstore.put_async(self._store, self._layout.device_marker(device_id), b"")
-            )
-            await self._call(
-                obstore.put_async(self._store, self._layout.upload_key(info, INLINE), bytes(head))
-            )
-            return info
-        blob = self._layout.blob_key(device_id, version)
-        await self._put_large(blob, bytes(head), chunks)
+        blob = None
+        if not ended:
+            blob = self._layout.blob_key(device_id, version)
+            await self._put_large(blob, bytes(head), chunks)
         info = UploadInfo(device_id, version, source.size, source.sha256, filename, content_type)
         try:
-            await self._call(
-                obstore.put_async(self._store, self._layout.device_marker(device_id), b"")
+            if idempotency_key is not None:
+                earlier = await self._claim_key(device_id, idempotency_key, version)
+                if earlier is not None:
+                    if blob is not None:
+                        await self._forget(blob)
+                    return earlier
+            await self._mark_device(device_id)
+            # The version object makes the upload visible: inline bytes, or empty (see blobs/).
+            key, body = (
+                (self._layout.upload_key(info, INLINE), bytes(head))
+                if blob is None
+                else (self._layout.upload_key(info, BLOB), b"")
             )
-            await self._call(
-                obstore.put_async(self._store, self._layout.upload_key(info, BLOB), b"")
-            )
+            await self._call(obstore.put_async(self._store, key, body))
         except BaseException:
-            await self._forget(blob)
+            if blob is not None:
+                await self._forget(blob)
             raise
         return info
+
+    async def _claim_key(self, device_id: str, key: str, version: str) -> UploadInfo | None:
+        """Make `key` name `version`, unless it names a version that still exists: return that.
+
+        A conditional create (If-None-Match: *) makes one of several concurrent claims win. A key
+        whose version is gone (deleted, or a crash before it was written) is removed and claimed
+        anew. (Two retries racing to take over the same stale key could both win: S3-compatible
+        servers without If-Match on PUT, such as Ceph 16, leave no cheaper way to prevent it.)
+        """
+        path = self._layout.idempotency_key(device_id, key)
+        for _ in range(5):
+            try:
+                await obstore.put_async(self._store, path, version.encode(), mode="create")
+                return None
+            except AlreadyExistsError:
+                pass
+            except (ObstoreError, OSError, RuntimeError) as exc:
+                raise _store_error(exc) from exc
+            try:
+                result = await obstore.get_async(self._store, path)
+                earlier = bytes(await result.bytes_async()).decode()
+            except FileNotFoundError:
+                continue  # deleted meanwhile: try to create it again
+            except (ObstoreError, OSError, RuntimeError) as exc:
+                raise _store_error(exc) from exc
+            try:
+                return await self.get(device_id, check_version_id(earlier))
+            except (UploadNotFound, InvalidVersionId):
+                await self._call(obstore.delete_async(self._store, path))  # outlived its version
+        raise StorageUnavailable("could not settle an idempotency key under contention")
+
+    async def find_by_key(self, device_id: str, idempotency_key: str) -> UploadInfo | None:
+        path = self._layout.idempotency_key(device_id, idempotency_key)
+        try:
+            result = await obstore.get_async(self._store, path)
+            earlier = bytes(await result.bytes_async()).decode()
+            return await self.get(device_id, check_version_id(earlier))
+        except (FileNotFoundError, UploadNotFound, InvalidVersionId):
+            return None
+        except (ObstoreError, OSError, RuntimeError) as exc:
+            raise _store_error(exc) from exc
 
     async def _mark_device(self, device_id: str) -> None:
         marker = self._layout.device_marker(device_id)
@@ -187,6 +232,8 @@ class ObjectStorage(Storage):
             deleted += len(keys)
         if not deleted:
             raise DeviceNotFound(f"no uploads for device {device_id}")
+        while stale := await self._keys(self._layout.idempotency_dir(device_id), None, 1000):
+            await self._call(obstore.delete_async(self._store, stale))
         marker = self._layout.device_marker(device_id)
         await self._call(obstore.delete_async(self._store, marker))
         # An upload may have landed meanwhile: it keeps its device listed.
