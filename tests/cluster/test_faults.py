@@ -196,6 +196,7 @@ def test_sigterm_turns_readiness_red_finishes_uploads_then_exits(
         f"TERM (grace {grace} s); balancer uploads failed during the drain: "
         f"{len(failed)}/{sum(a.started >= term_at - 0.5 for a in attempts)} {summarize(failed)}"
     )
+    assert readiness[-1] == 503, f"/readyz during the drain answered {readiness[-1]}, not 503"
     assert not upload_done_when_red, "readiness should turn red while the upload is in flight"
     assert result.get("status") == 200, result
     assert result["body"]["sha256"] == hashlib.sha256(payload).hexdigest()  # type: ignore[index]
