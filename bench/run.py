@@ -1013,6 +1013,8 @@ def main() -> int:
         if unknown:
             p.error(f"unknown {name}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
         setattr(args, name, chosen)
+    # A TERM (e.g. from `timeout`) unwinds like Ctrl-C, so every server and the S3 server stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run = Run(args)
     run.log(f"results in {run.out}")
     try:
