@@ -200,7 +200,7 @@ osd_class_update_on_start = false
 admin_socket =
 
 [client.rgw.$S3_UID]
-rgw_frontends = beast endpoint=127.0.0.1:$port
+rgw_frontends = beast endpoint=127.0.0.1:$port tcp_nodelay=1
 rgw_data = $DIR/data/\$name
 rgw_thread_pool_size = 64
 rgw_enable_usage_log = false

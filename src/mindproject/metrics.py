@@ -19,12 +19,20 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as _values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from mindproject.errors import MindProjectError
 from mindproject.storage.base import Page, Storage, UploadInfo, UploadSource
 
 R = TypeVar("R")
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Multiprocess values ask the kernel for the process id on every update, to notice a fork;
+    # uvicorn spawns its workers (no fork after this import), so the id is read once. Set before
+    # the metrics below are made: they take their value class when created.
+    _PID = os.getpid()
+    _values.ValueClass = _values.MultiProcessValue(process_identifier=lambda: _PID)  # type: ignore[no-untyped-call]
 
 REQUESTS = Counter(
     "mindproject_http_requests_total", "HTTP requests answered", ["route", "method", "status"]

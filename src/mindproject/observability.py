@@ -6,6 +6,7 @@ The request id comes from a sane incoming `X-Request-ID` or is made here; it is 
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import json
 import logging
@@ -27,6 +28,12 @@ _INCOMING_ID = re.compile(rb"[A-Za-z0-9._\-]{8,64}")
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
 
 
+# The id of the request being handled, so that every log line it causes carries it.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -37,6 +44,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if (request_id := current_request_id.get()) is not None:
+            entry["request_id"] = request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
@@ -74,6 +83,7 @@ class RequestContext:
             return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        current_request_id.set(request_id)
         started = time.perf_counter()
         status = 0
         sent = 0

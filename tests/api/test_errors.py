@@ -210,7 +210,11 @@ def test_unreachable_storage_is_503_and_not_ready(tmp_path: Path) -> None:
         run_server(tmp_path, "s3://nowhere/x", env=env) as server,
         server.client() as client,
     ):
-        assert_error(client.get("/readyz"), 503, "storage_unavailable")
+        ready = client.get("/readyz")
+        assert_error(ready, 503, "storage_unavailable")
+        # The endpoint, bucket and client internals go to the log, not to the client.
+        assert "127.0.0.1" not in ready.text and "nowhere" not in ready.text
+        assert "127.0.0.1" in server.log()
         assert_error(
             client.put("/api/devices/d", files={"file": ("f", b"x")}), 503, "storage_unavailable"
         )

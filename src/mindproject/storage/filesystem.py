@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import sqlite3
 import time
@@ -70,6 +71,9 @@ CREATE TABLE IF NOT EXISTS revocations (
 ) WITHOUT ROWID;
 """
 _COLUMNS = "device_id, version, size, sha256, filename, content_type"
+
+
+log = logging.getLogger("mindproject.storage")
 
 
 def _os_error(exc: OSError) -> MindProjectError:
@@ -419,7 +423,8 @@ class FileStorage(Storage):
 
     async def check(self) -> None:
         if not os.access(self._tmp, os.W_OK):
-            raise StorageUnavailable(f"{self._tmp} is not writable")
+            log.warning("data folder is not writable", extra={"path": str(self._tmp)})
+            raise StorageUnavailable("the data folder is not writable")
         self._query("SELECT 1", ())
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from obstore import GetOptions
 
 R = TypeVar("R")
+log = logging.getLogger("mindproject.storage")
 # Uploads up to this size are sent in one PUT; larger ones by multipart upload, whose parts are
 # this size too, with at most PARTS_IN_FLIGHT uploading at once: memory per upload stays bounded.
 PART_BYTES = 8 * 1024 * 1024
@@ -40,9 +42,14 @@ class UploadAborted(Exception):
 
 
 def _store_error(exc: Exception) -> MindProjectError:
+    """What the client is told (no endpoint, bucket or key: those go to the log only)."""
     if isinstance(exc, MindProjectError):
         return exc
-    return StorageUnavailable(f"object storage failed: {type(exc).__name__}: {exc}"[:500])
+    log.warning(
+        "object storage call failed",
+        extra={"error_type": type(exc).__name__, "detail": str(exc)[:2000]},
+    )
+    return StorageUnavailable("object storage is unavailable; retry later")
 
 
 class ObjectStorage(Storage):
