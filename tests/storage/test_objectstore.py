@@ -47,3 +47,19 @@ async def test_keys_follow_the_documented_layout(s3_env: dict[str, str], s3_buck
     )
     inline = next(k for k in keys if k.startswith(f"fleet/uploads/dev:1/{small.version}."))
     assert inline.startswith(f"fleet/uploads/dev:1/{small.version}.{small.sha256}.5.i.")
+
+
+async def test_longest_metadata_fits_the_s3_key_limit(s3_bucket: str) -> None:
+    storage = open_storage(f"s3://{s3_bucket}/a-fairly-long-prefix/for-telemetry")
+    device = "d" * 128
+    info = await storage.save(
+        device,
+        new_version_id(),
+        measured(b"x"),
+        filename="é" * 127,  # 254 bytes of UTF-8
+        content_type="application/" + "x" * 88,
+        idempotency_key="k" * 128,
+    )
+    assert (await storage.latest(device)).filename == "é" * 127
+    assert await storage.find_by_key(device, "k" * 128) == info
+    await storage.delete_device(device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
@@ -29,6 +29,9 @@ class UploadInfo:
     sha256: str
     filename: str | None
     content_type: str | None
+    # Where a backend found the bytes when it read this record (an object key), so reading them
+    # needs no second lookup. Not part of the record's identity.
+    locator: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def uploaded_at(self) -> datetime:

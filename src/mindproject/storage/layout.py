@@ -2,6 +2,7 @@
 
     <prefix>/devices/<device>                         empty marker: one per device, for listing
     <prefix>/uploads/<device>/<version>.<sha256>.<size>.<kind>.<meta>   one per version
+        (<meta>: base64url of the JSON [file name, content type, idempotency key])
     <prefix>/blobs/<device>/<version>                 bytes of a large version (kind "b")
     <prefix>/revocations/<device>/<revoked_at_us>     empty: the device's tokens until then fail
     <prefix>/idempotency/<device>/<key>               the version an Idempotency-Key stands for
@@ -18,11 +19,18 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mindproject.storage.base import UploadInfo
 
 INLINE = "i"
 BLOB = "b"
+
+
+class ParsedUploadKey(NamedTuple):
+    info: UploadInfo
+    kind: str  # INLINE or BLOB
+    idempotency_key: str | None
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,12 @@ class Layout:
     def uploads_dir(self, device_id: str) -> str:
         return self._join("uploads", device_id)
 
-    def upload_key(self, info: UploadInfo, kind: str) -> str:
+    def upload_key(self, info: UploadInfo, kind: str, idempotency_key: str | None = None) -> str:
         meta = ""
-        if info.filename is not None or info.content_type is not None:
-            raw = json.dumps([info.filename, info.content_type], separators=(",", ":")).encode()
+        fields = [info.filename, info.content_type, idempotency_key]
+        if any(value is not None for value in fields):
+            # UTF-8, not \u escapes: a non-ASCII file name must not blow the 1,024-byte key limit.
+            raw = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
             meta = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         name = f"{info.version}.{info.sha256}.{info.size}.{kind}.{meta}"
         return self._join("uploads", info.device_id, name)
@@ -70,19 +80,24 @@ class Layout:
         device_dir, _, micros = key.rpartition("/")
         return device_dir.rpartition("/")[2], int(micros) / 1_000_000
 
-    def parse_upload_key(self, key: str) -> tuple[UploadInfo, str]:
-        """(info, kind) from an upload key; ValueError if it is not one."""
+    def parse_upload_key(self, key: str) -> ParsedUploadKey:
+        """What an upload key holds; ValueError if it is not one."""
         device_dir, _, name = key.rpartition("/")
         device_id = device_dir.rpartition("/")[2]
         version, sha256, size, kind, meta = name.split(".")
-        filename = content_type = None
+        filename = content_type = idempotency_key = None
         if meta:
             try:
                 raw = base64.urlsafe_b64decode(meta + "=" * (-len(meta) % 4))
-                filename, content_type = json.loads(raw)
+                fields: list[str | None] = [*json.loads(raw), None]  # two fields in older keys
+                filename, content_type, idempotency_key = fields[:3]
             except (binascii.Error, ValueError) as exc:
                 raise ValueError(f"bad metadata in {key}") from exc
-        return UploadInfo(device_id, version, int(size), sha256, filename, content_type), kind
+        data_key = key if kind == INLINE else self.blob_key(device_id, version)
+        info = UploadInfo(
+            device_id, version, int(size), sha256, filename, content_type, locator=data_key
+        )
+        return ParsedUploadKey(info, kind, idempotency_key)
 
 
 def device_list_offset(devices_dir: str, prefix: str, after: str | None) -> str | None:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import obstore
@@ -35,6 +36,10 @@ log = logging.getLogger("mindproject.storage")
 # this size too, with at most PARTS_IN_FLIGHT uploading at once: memory per upload stays bounded.
 PART_BYTES = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
+# A claimed idempotency key whose version is still missing after this long was abandoned (the
+# claim and the version write are two consecutive PUTs; the margin covers clock skew).
+STALE_CLAIM_SECONDS = 120
+CLAIM_ATTEMPTS = 60  # about 12 s of waiting for a concurrent claimer at most
 
 
 class UploadAborted(Exception):
@@ -113,9 +118,9 @@ class ObjectStorage(Storage):
             await self._mark_device(device_id)
             # The version object makes the upload visible: inline bytes, or empty (see blobs/).
             key, body = (
-                (self._layout.upload_key(info, INLINE), bytes(head))
+                (self._layout.upload_key(info, INLINE, idempotency_key), bytes(head))
                 if blob is None
-                else (self._layout.upload_key(info, BLOB), b"")
+                else (self._layout.upload_key(info, BLOB, idempotency_key), b"")
             )
             await self._call(obstore.put_async(self._store, key, body))
         except BaseException:
@@ -127,13 +132,15 @@ class ObjectStorage(Storage):
     async def _claim_key(self, device_id: str, key: str, version: str) -> UploadInfo | None:
         """Make `key` name `version`, unless it names a version that still exists: return that.
 
-        A conditional create (If-None-Match: *) makes one of several concurrent claims win. A key
-        whose version is gone (deleted, or a crash before it was written) is removed and claimed
-        anew. (Two retries racing to take over the same stale key could both win: S3-compatible
-        servers without If-Match on PUT, such as Ceph 16, leave no cheaper way to prevent it.)
+        A conditional create (If-None-Match: *) makes one of several concurrent claims win. The
+        winner writes its version object right after claiming, so a key naming a version not
+        there yet is waited for; only a key older than STALE_CLAIM_SECONDS whose version is gone
+        (deleted, or a crash between claim and write) is removed and claimed anew. (Two retries
+        racing to take over such a stale key could both win: S3-compatible servers without
+        If-Match on PUT, such as Ceph 16, leave no cheaper way to prevent it.)
         """
         path = self._layout.idempotency_key(device_id, key)
-        for _ in range(5):
+        for attempt in range(CLAIM_ATTEMPTS):
             try:
                 await obstore.put_async(self._store, path, version.encode(), mode="create")
                 return None
@@ -151,7 +158,11 @@ class ObjectStorage(Storage):
             try:
                 return await self.get(device_id, check_version_id(earlier))
             except (UploadNotFound, InvalidVersionId):
-                await self._call(obstore.delete_async(self._store, path))  # outlived its version
+                age = datetime.now(UTC) - result.meta["last_modified"]
+                if age.total_seconds() > STALE_CLAIM_SECONDS:
+                    await self._call(obstore.delete_async(self._store, path))
+                else:  # its claimer is writing the version now
+                    await asyncio.sleep(min(0.02 * (attempt + 1), 0.25))
         raise StorageUnavailable("could not settle an idempotency key under contention")
 
     async def find_by_key(self, device_id: str, idempotency_key: str) -> UploadInfo | None:
@@ -249,7 +260,7 @@ class ObjectStorage(Storage):
         return deleted
 
     async def delete_upload(self, device_id: str, version: str) -> None:
-        key, _, _ = await self._find(device_id, version)
+        key, _ = await self._find(device_id, version)
         await self._delete_versions([key])
         if not await self._keys(self._layout.uploads_dir(device_id), None, 1):
             marker = self._layout.device_marker(device_id)
@@ -260,30 +271,32 @@ class ObjectStorage(Storage):
     async def _delete_versions(self, keys: list[str]) -> None:
         # The version object goes first: once it is gone the version is invisible.
         await self._call(obstore.delete_async(self._store, keys))
-        blobs = []
+        leftovers = []  # blobs, and idempotency keys that named these versions
         for key in keys:
-            info, kind = self._layout.parse_upload_key(key)
+            info, kind, idempotency_key = self._layout.parse_upload_key(key)
             if kind == BLOB:
-                blobs.append(self._layout.blob_key(info.device_id, info.version))
-        if blobs:
-            await self._call(obstore.delete_async(self._store, blobs))
+                leftovers.append(self._layout.blob_key(info.device_id, info.version))
+            if idempotency_key is not None:
+                leftovers.append(self._layout.idempotency_key(info.device_id, idempotency_key))
+        if leftovers:
+            await self._call(obstore.delete_async(self._store, leftovers))
 
     # reads ---------------------------------------------------------------------------------
-    async def _find(self, device_id: str, version: str) -> tuple[str, UploadInfo, str]:
+    async def _find(self, device_id: str, version: str) -> tuple[str, UploadInfo]:
         uploads_dir = self._layout.uploads_dir(device_id)
         # Keys of this version are "<version>.<...>", the first keys after "<version>".
         keys = await self._keys(uploads_dir, f"{uploads_dir}/{version}", 1)
         if keys:
-            info, kind = self._layout.parse_upload_key(keys[0])
+            info = self._layout.parse_upload_key(keys[0]).info
             if info.version == version:
-                return keys[0], info, kind
+                return keys[0], info
         raise UploadNotFound(f"device {device_id} has no upload {version}")
 
     async def latest(self, device_id: str) -> UploadInfo:
         keys = await self._keys(self._layout.uploads_dir(device_id), None, 1)
         if not keys:
             raise DeviceNotFound(f"no uploads for device {device_id}")
-        return self._layout.parse_upload_key(keys[0])[0]
+        return self._layout.parse_upload_key(keys[0]).info
 
     async def get(self, device_id: str, version: str) -> UploadInfo:
         return (await self._find(device_id, version))[1]
@@ -304,7 +317,7 @@ class ObjectStorage(Storage):
         keys = await self._keys(uploads_dir, offset, limit + 1)
         if not keys and after is None:
             raise DeviceNotFound(f"no uploads for device {device_id}")
-        infos = [self._layout.parse_upload_key(key)[0] for key in keys]
+        infos = [self._layout.parse_upload_key(key).info for key in keys]
         return Page(infos[:limit], infos[limit - 1].version if len(infos) > limit else None)
 
     async def read(
@@ -313,9 +326,8 @@ class ObjectStorage(Storage):
         end = info.size if end is None else end
         if start >= end:
             return
-        key, _, kind = await self._find(info.device_id, info.version)
-        if kind == BLOB:
-            key = self._layout.blob_key(info.device_id, info.version)
+        key = info.locator or (await self._find(info.device_id, info.version))[1].locator
+        assert key is not None
         options: GetOptions = {}
         if start > 0 or end < info.size:
             options["range"] = (start, end)
