@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,3 +36,23 @@ async def test_concurrent_jobs_commit_and_a_failure_stays_its_own(tmp_path: Path
     writer.close()
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM t").fetchone() == (200,)
+
+
+def test_worker_processes_opening_a_fresh_index_together(tmp_path: Path) -> None:
+    # Worker processes start at the same moment on a new data folder: each must open it.
+    script = (
+        "import sys, time; from pathlib import Path; "
+        "from mindproject.storage.filesystem import FileStorage; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); FileStorage(Path(sys.argv[1]))"
+    )
+    start_together = str(time.time() + 2.0)  # after every interpreter has started
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "data"), start_together],
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(6)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err.decode()

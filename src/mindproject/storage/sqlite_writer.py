@@ -20,7 +20,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +45,10 @@ class SqliteWriter:
             path, check_same_thread=False, isolation_level=None, timeout=30
         )
         self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL needs the database to itself, and SQLite answers "locked" at once
+        # (no busy wait) when worker processes start together: take turns here too.
+        with self._exclusive():
+            self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute(f"PRAGMA synchronous={synchronous}")
         self._jobs: queue.SimpleQueue[
             tuple[Job, asyncio.AbstractEventLoop, asyncio.Future[Any]] | None
@@ -53,9 +56,18 @@ class SqliteWriter:
         self._thread = threading.Thread(target=self._work, name="sqlite-writer", daemon=True)
         self._thread.start()
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def run_now(self, job: Callable[[sqlite3.Connection], R]) -> R:
         """Run a job synchronously before the writer is in use (schema set-up)."""
-        return job(self._connection)
+        with self._exclusive():
+            return job(self._connection)
 
     async def submit(self, job: Callable[[sqlite3.Connection], R]) -> R:
         """Run `job` in the next group transaction; return once it is committed."""
@@ -93,9 +105,19 @@ class SqliteWriter:
     def _commit(
         self, batch: list[tuple[Job, asyncio.AbstractEventLoop, asyncio.Future[Any]]]
     ) -> None:
-        db = self._connection
+        with self._exclusive():
+            outcomes = self._run_batch(self._connection, batch)
+        for (_, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # that event loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, ok, value)
+
+    @staticmethod
+    def _run_batch(
+        db: sqlite3.Connection,
+        batch: list[tuple[Job, asyncio.AbstractEventLoop, asyncio.Future[Any]]],
+    ) -> list[tuple[bool, Any]]:
+        """Each job in its own savepoint, one commit: (succeeded, result or exception) each."""
         outcomes: list[tuple[bool, Any]] = []
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             db.execute("BEGIN IMMEDIATE")
             for job, _, _ in batch:
@@ -111,9 +133,5 @@ class SqliteWriter:
         except Exception as exc:  # BEGIN or COMMIT failed (disk full, I/O error): all fail
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-            outcomes = [(False, exc)] * len(batch)
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        for (_, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
-            with contextlib.suppress(RuntimeError):  # that event loop has closed: nobody waits
-                loop.call_soon_threadsafe(_settle, future, ok, value)
+            return [(False, exc)] * len(batch)
+        return outcomes
