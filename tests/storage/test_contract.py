@@ -36,13 +36,16 @@ def measured(data: bytes, **kwargs: object) -> MeasuredStream:
     return MeasuredStream(chunks_of(data), max_bytes=kwargs.pop("max_bytes", 1 << 40), **kwargs)  # type: ignore[arg-type]
 
 
-async def save(storage: Storage, device: str, data: bytes, **kwargs: object) -> UploadInfo:
+async def save(
+    storage: Storage, device: str, data: bytes, *, key: str | None = None, **kwargs: object
+) -> UploadInfo:
     return await storage.save(
         device,
         new_version_id(),
         measured(data, **kwargs),
         filename="t.bin",
         content_type="application/octet-stream",
+        idempotency_key=key,
     )
 
 
@@ -189,32 +192,11 @@ async def test_check_passes_when_reachable(storage: Storage) -> None:
 
 
 async def test_idempotency_key_keeps_one_version(storage: Storage) -> None:
-    first = await storage.save(
-        "idem",
-        new_version_id(),
-        measured(b"reading"),
-        filename=None,
-        content_type=None,
-        idempotency_key="k-1",
-    )
+    first = await save(storage, "idem", b"reading", key="k-1")
     assert await storage.find_by_key("idem", "k-1") == first
-    again = await storage.save(
-        "idem",
-        new_version_id(),
-        measured(b"reading"),
-        filename=None,
-        content_type=None,
-        idempotency_key="k-1",
-    )
+    again = await save(storage, "idem", b"reading", key="k-1")
     assert again == first
-    other = await storage.save(
-        "idem",
-        new_version_id(),
-        measured(b"reading"),
-        filename=None,
-        content_type=None,
-        idempotency_key="k-2",
-    )
+    other = await save(storage, "idem", b"reading", key="k-2")
     assert other.version != first.version
     page = await storage.list_uploads("idem", after=None, limit=10)
     assert [i.version for i in page.items] == [other.version, first.version]
@@ -224,17 +206,7 @@ async def test_idempotency_key_keeps_one_version(storage: Storage) -> None:
 async def test_concurrent_saves_with_one_key_leave_one_version(storage: Storage) -> None:
     big = os.urandom(9 * 1024 * 1024)  # the S3 backend's multipart path too
     results = await asyncio.gather(
-        *(
-            storage.save(
-                "race",
-                new_version_id(),
-                measured(data),
-                filename=None,
-                content_type=None,
-                idempotency_key="same",
-            )
-            for data in (b"x" * 10, b"x" * 10, big, big)
-        )
+        *(save(storage, "race", data, key="same") for data in (b"x" * 10, b"x" * 10, big, big))
     )
     assert len({info.version for info in results}) == 1
     page = await storage.list_uploads("race", after=None, limit=10)
@@ -242,23 +214,9 @@ async def test_concurrent_saves_with_one_key_leave_one_version(storage: Storage)
 
 
 async def test_idempotency_key_of_a_deleted_version_is_free_again(storage: Storage) -> None:
-    first = await storage.save(
-        "gone",
-        new_version_id(),
-        measured(b"a"),
-        filename=None,
-        content_type=None,
-        idempotency_key="k",
-    )
+    first = await save(storage, "gone", b"a", key="k")
     await storage.delete_upload("gone", first.version)
     assert await storage.find_by_key("gone", "k") is None
-    second = await storage.save(
-        "gone",
-        new_version_id(),
-        measured(b"a"),
-        filename=None,
-        content_type=None,
-        idempotency_key="k",
-    )
+    second = await save(storage, "gone", b"a", key="k")
     assert second.version != first.version
     assert await storage.find_by_key("gone", "k") == second
