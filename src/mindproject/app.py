@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from mindproject.api import devices, docs, health, metrics, revocations, uploads
 from mindproject.api.errors import HANDLERS
+from mindproject.api.slash_redirect import SlashRedirect
 from mindproject.auth.authenticator import Authenticator
 from mindproject.auth.keys import load_keys
 from mindproject.auth.revocations import Revocations
@@ -20,20 +21,15 @@ from mindproject.config import Settings, load_settings
 from mindproject.lifecycle import watch_for_shutdown
 from mindproject.limits import RateLimiter, UploadSlots
 from mindproject.metrics import InstrumentedStorage
-from mindproject.observability import RequestContext, configure_logging
+from mindproject.middleware.access_log import AccessLog
+from mindproject.middleware.header_limit import HeaderLimit
+from mindproject.middleware.request_id import RequestId
+from mindproject.middleware.request_metrics import RequestMetrics
+from mindproject.middleware.security_headers import SecurityHeaders
+from mindproject.observability import configure_logging
 from mindproject.storage import Storage, open_storage
 
 log = logging.getLogger("mindproject")
-
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
-    ),
-]
 
 
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> Starlette:
@@ -43,13 +39,15 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     verifier = TokenVerifier(load_keys(settings)) if settings.auth == "token" else None
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         backend = InstrumentedStorage(
             storage or open_storage(settings.storage, fsync=settings.fsync)
         )
         app.state.storage = backend
         app.state.authenticator = Authenticator(
-            verifier, Revocations(backend, settings.revocation_refresh_seconds)
+            verifier,
+            Revocations(backend, settings.revocation_refresh_seconds),
+            allow_open_nonlocal=settings.allow_open_nonlocal,
         )
         watch_for_shutdown(settings.shutdown_drain_seconds)
         if verifier is None:
@@ -61,16 +59,17 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             )
         log.info("ready to serve", extra={"storage": settings.storage, "auth": settings.auth})
         try:
-            yield
+            # Lifespan state reaches the connection protocol too (http_protocol.py: its limits).
+            yield {"settings": settings}
         finally:
             await backend.close()
 
     middleware = [
-        Middleware(
-            RequestContext,
-            extra_headers=SECURITY_HEADERS,
-            max_header_bytes=settings.max_header_bytes,
-        )
+        Middleware(RequestId),
+        Middleware(AccessLog),
+        Middleware(RequestMetrics),
+        Middleware(SecurityHeaders),
+        Middleware(HeaderLimit, max_header_bytes=settings.max_header_bytes),
     ]
     if settings.cors_origin_list:
         middleware.append(
@@ -108,6 +107,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         middleware=middleware,
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False
+    app.router.default = SlashRedirect(app.router)
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads_per_device)

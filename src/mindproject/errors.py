@@ -61,6 +61,12 @@ class IncompleteBody(BadRequest):
     code = "incomplete_body"
 
 
+class MalformedRequest(BadRequest):
+    """The HTTP framing itself is broken (answered by the protocol, before the app)."""
+
+    code = "malformed_request"
+
+
 class Unauthorized(MindProjectError):
     """No credentials, or credentials that do not verify (bad, expired, revoked)."""
 
@@ -142,6 +148,13 @@ class HeadersTooLarge(MindProjectError):
 
 
 # Storage-side failures.
+class UnsupportedTransferCoding(MindProjectError):
+    """A transfer coding other than chunked (RFC 9112 section 6.1: 501)."""
+
+    status = 501
+    code = "unsupported_transfer_coding"
+
+
 class StorageError(MindProjectError):
     """The storage failed in a way that is not the client's fault."""
 

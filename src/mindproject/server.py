@@ -7,17 +7,23 @@ listener closes, in-flight requests get up to `shutdown_grace_seconds` to finish
 
 from __future__ import annotations
 
+import logging
 import os
+import resource
 import tempfile
+from typing import cast
 
 import uvicorn
 from pydantic import SecretStr
 
 from mindproject.config import Settings
-from mindproject.http_protocol import BoundedHeadersProtocol
+from mindproject.http_protocol import BoundedProtocol
+
+log = logging.getLogger("mindproject.server")
 
 
 def serve(settings: Settings) -> None:
+    _raise_fd_limit()
     # Worker processes build their own app from the environment: pass the settings through it.
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
@@ -34,11 +40,23 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http=BoundedHeadersProtocol,
+        http=BoundedProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        # Annotated int, but awaited with asyncio.wait_for, which takes fractions of a second.
+        timeout_graceful_shutdown=cast(int, settings.shutdown_grace_seconds),
         timeout_keep_alive=settings.keepalive_seconds,
     )
+
+
+def _raise_fd_limit() -> None:
+    """Each connection holds a file descriptor: allow as many as the hard limit lets us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return
+    log.info("file descriptor limit", extra={"fd_limit": hard})

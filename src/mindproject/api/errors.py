@@ -1,4 +1,5 @@
-"""The one place errors become HTTP responses: `{"error": {"code", "message", "request_id"}}`."""
+"""The app's exception handlers: every exception a route raises becomes the one JSON error shape
+(mindproject.error_response)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from mindproject.error_response import error_response, render
 from mindproject.errors import MindProjectError
 
 log = logging.getLogger("mindproject.errors")
@@ -17,19 +19,6 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 def request_id_of(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
-
-
-def error_response(
-    request_id: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "request_id": request_id}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def render(exc: MindProjectError, request_id: str) -> JSONResponse:
-    if exc.status >= 500:
-        log.warning("request failed: %s: %s", exc.code, exc.message)
-    return error_response(request_id, exc.status, exc.code, exc.message, exc.headers)
 
 
 async def mindproject_error(request: Request, exc: Exception) -> Response:

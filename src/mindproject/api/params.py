@@ -18,7 +18,7 @@ async def authorize(request: Request, action: Action, device: str | None = None)
     tokens, the device's request rate (429)."""
     state = request.app.state
     principal: Principal = await state.authenticator.authenticate(
-        request.headers.get("authorization")
+        request.headers.get("authorization"), request.client.host if request.client else None
     )
     require(principal, action, device)
     if principal.role is Role.DEVICE and principal.device_id is not None:
@@ -47,7 +47,7 @@ def limit(request: Request, default: int) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidParameter(f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
