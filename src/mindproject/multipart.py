@@ -1,8 +1,9 @@
 """Streaming reader for the seed's upload form: multipart/form-data with one field `file`.
 
 Built on python-multipart's push parser: network chunks go in, the `file` part's bytes come out
-as they arrive, and nothing is buffered beyond one network chunk. Other fields are skipped (their
-total size is bounded), a second `file` field or a truncated body is an error.
+as they arrive, and nothing is buffered beyond one network chunk. Other fields are skipped, their
+number and their bytes (part headers included) bounded; a second `file` field or a truncated
+body is an error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from mindproject.errors import BadRequest, MalformedBody, MissingFileField
 
 FILE_FIELD = "file"
 MAX_OTHER_FIELDS_BYTES = 64 * 1024
+# Parts in one form, the file's included: the seed's form has one, browsers add a few.
+MAX_PARTS = 32
 MAX_FILENAME_BYTES = 255
 
 
@@ -54,6 +57,7 @@ class MultipartFile:
         self._duplicate = False
         self._ended = False
         self._other_bytes = 0
+        self._parts = 0
         self.filename: str | None = None
         self.content_type: str | None = None
         self._parser = MultipartParser(
@@ -74,12 +78,26 @@ class MultipartFile:
     def _on_part_begin(self) -> None:
         self._headers = {}
         self._in_file = False
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise MalformedBody(f"the form has more than {MAX_PARTS} parts")
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_other(end - start)
         self._header_name += data[start:end]
 
     def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_other(end - start)
         self._header_value += data[start:end]
+
+    def _count_other(self, size: int) -> None:
+        """Bytes that are not the file's: part headers, other fields, the epilogue."""
+        self._other_bytes += size
+        if self._other_bytes > MAX_OTHER_FIELDS_BYTES:
+            raise MalformedBody(
+                f"part headers and fields other than '{FILE_FIELD}' exceed "
+                f"{MAX_OTHER_FIELDS_BYTES} bytes"
+            )
 
     def _on_header_end(self) -> None:
         self._headers[self._header_name.lower()] = self._header_value
@@ -101,11 +119,7 @@ class MultipartFile:
         if self._in_file:
             self._pending.append(data[start:end])
             return
-        self._other_bytes += end - start
-        if self._other_bytes > MAX_OTHER_FIELDS_BYTES:
-            raise MalformedBody(
-                f"fields other than '{FILE_FIELD}' exceed {MAX_OTHER_FIELDS_BYTES} bytes"
-            )
+        self._count_other(end - start)
 
     def _on_part_end(self) -> None:
         if self._in_file:

@@ -14,7 +14,9 @@ from mindproject.errors import InvalidParameter, RangeNotSatisfiable
 from mindproject.storage import Storage, UploadInfo
 from mindproject.streams import base64_chunks, base64_length
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# A refused Range is quoted back in the error message, at most this long.
+_QUOTED_RANGE_CHARS = 64
 
 
 def _etag(info: UploadInfo, encoding: str) -> str:
@@ -46,7 +48,8 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         end = min(size, int(last) + 1) if last else size
     if start >= size or end <= start:
         raise RangeNotSatisfiable(
-            f"range {header} is outside 0-{size - 1}", headers={"Content-Range": f"bytes */{size}"}
+            f"range {header[:_QUOTED_RANGE_CHARS]} is outside 0-{size - 1}",
+            headers={"Content-Range": f"bytes */{size}"},
         )
     return start, end
 

@@ -62,8 +62,8 @@ def _declared_length(request: Request, max_bytes: int) -> int | None:
         if "chunked" not in request.headers.get("transfer-encoding", "").lower():
             raise LengthRequired("send Content-Length or Transfer-Encoding: chunked")
         return None
-    if not raw.isdigit():
-        raise BadRequest("Content-Length must be a non-negative integer")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        raise BadRequest("Content-Length must be a non-negative integer of at most 19 digits")
     length = int(raw)
     if length > max_bytes:
         raise PayloadTooLarge(f"upload exceeds the maximum of {max_bytes} bytes")
