@@ -11,8 +11,8 @@ from mindproject.auth.keys import KeyRing
 from mindproject.auth.tokens import Principal, Role, TokenVerifier, issue_token
 from mindproject.errors import Unauthorized
 
-OLD = "old-signing-key-0123456789abcdefghijklmnop"
-NEW = "new-signing-key-zyxwvutsrqponmlkjihgfedcba"
+OLD = "old-signing-key-Qm7vT2xK9pL4wR8nZ3cF6hJ1bY5sD0gE"
+NEW = "new-signing-key-Rb6yN1mW5qA9xE3tU7iO2pL8kJ4hG0fD"
 
 
 def test_round_trip_per_role() -> None:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mindproject.auth.key_strength import MIN_BITS, estimated_bits
 from mindproject.config import Settings
 from mindproject.errors import ConfigurationError
 
 MIN_KEY_CHARS = 32
 KEY_FILE_NAME = "secret.key"
-# Placeholders people paste from examples: refused whatever their length.
-_KNOWN_DEFAULTS = {"changeme", "change-me", "secret", "password", "mindproject", "example"}
+GENERATE_HINT = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def key_id(key: bytes) -> str:
@@ -47,9 +47,14 @@ class KeyRing:
 
 def _check_strength(key: str, source: str) -> None:
     if len(key) < MIN_KEY_CHARS:
-        raise ConfigurationError(f"{source}: signing keys need {MIN_KEY_CHARS}+ characters")
-    if key.lower().strip("0123456789-_") in _KNOWN_DEFAULTS or len(set(key)) < 8:
-        raise ConfigurationError(f"{source}: refusing a default or low-entropy signing key")
+        raise ConfigurationError(
+            f"{source}: signing keys need {MIN_KEY_CHARS}+ characters; {GENERATE_HINT}"
+        )
+    if estimated_bits(key) < MIN_BITS:
+        raise ConfigurationError(
+            f"{source}: refusing a guessable signing key (words, repeats or sequences: about "
+            f"{estimated_bits(key):.0f} bits, {MIN_BITS} needed); {GENERATE_HINT}"
+        )
 
 
 def default_key_file(settings: Settings) -> Path | None:
@@ -62,7 +67,8 @@ def default_key_file(settings: Settings) -> Path | None:
 
 def ensure_key_file(path: Path) -> bool:
     """Create a key file with a fresh random key unless it exists; True when created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Usually the data folder: private, whoever creates it first (it holds every upload).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
