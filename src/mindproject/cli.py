@@ -124,31 +124,39 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _prepare_keys(settings: Settings) -> Settings:
-    """Check the keys before any worker starts; with no key configured and files on local disk,
-    make the key file and print an admin token with a curl example to get going."""
+    """Check the keys before any worker starts. With no key configured and files on local disk,
+    make the key file; only when it is new, print an admin token and curl lines to get going
+    (a restart must not put a fresh live token into the logs)."""
     from mindproject.auth.keys import default_key_file, ensure_key_file, load_keys
     from mindproject.auth.tokens import Role, issue_token
 
     default = default_key_file(settings)
     uses_default = settings.secret_key is None and settings.secret_key_file is None
-    if uses_default and default is not None:
-        created = ensure_key_file(default)
-        settings = settings.model_copy(update={"secret_key_file": default})
-        keys = load_keys(settings)
-        token = issue_token(keys, Role.ADMIN, ttl_seconds=ADMIN_BANNER_TTL)
-        url = f"http://{settings.host}:{settings.port}"
+    if not (uses_default and default is not None):
+        load_keys(settings)
+        return settings
+    created = ensure_key_file(default)
+    settings = settings.model_copy(update={"secret_key_file": default})
+    keys = load_keys(settings)
+    if not created:
         print(
-            f"\nMindProject: token auth is on. Signing key: {default}"
-            f"{' (created now, mode 0600)' if created else ''}\n"
-            f"Admin token, valid 24 h:\n  export TOKEN={token}\n"
-            f"Try:\n  curl -H \"Authorization: Bearer $TOKEN\" -X PUT -F 'file=@/etc/hostname' "
-            f"{url}/api/devices/sensor-1\n"
-            f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/devices/\n'
-            f"Device tokens: mindproject token create --device sensor-1\n",
+            f"MindProject: token auth is on; signing key {default}. "
+            "An admin token: mindproject token create --role admin --ttl 24h",
             file=sys.stderr,
         )
-    else:
-        load_keys(settings)
+        return settings
+    token = issue_token(keys, Role.ADMIN, ttl_seconds=ADMIN_BANNER_TTL)
+    url = f"http://{settings.host}:{settings.port}"
+    print(
+        f"\nMindProject: token auth is on. Signing key: {default} (created now, mode 0600)\n"
+        f"Admin token, valid 24 h (shown once; make another with "
+        f"`mindproject token create --role admin`):\n  export TOKEN={token}\n"
+        f"Try:\n  curl -H \"Authorization: Bearer $TOKEN\" -X PUT -F 'file=@/etc/hostname' "
+        f"{url}/api/devices/sensor-1\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/devices/\n'
+        f"Device tokens: mindproject token create --device sensor-1\n",
+        file=sys.stderr,
+    )
     return settings
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from mindproject.errors import InsufficientStorage
@@ -91,3 +95,110 @@ async def test_full_disk_is_507_and_leaves_no_partial_file(tiny_disk: Path) -> N
     )
     assert await read_all(storage, info) == b"ok"
     await storage.close()
+
+
+# --- private data at rest ----------------------------------------------------------------------
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_data_folder_is_private_whoever_creates_it_first(tmp_path: Path) -> None:
+    """With the default key file, key set-up created the folder with the umask (0755) before the
+    storage did, and the index (inline uploads' bytes) was 0644."""
+    from mindproject.auth.keys import ensure_key_file
+
+    root = tmp_path / "data"
+    old_umask = os.umask(0o022)
+    try:
+        ensure_key_file(root / "secret.key")
+        storage = FileStorage(root)
+        await storage.save(
+            "d", new_version_id(), measured(b"secret bytes"), filename=None, content_type=None
+        )
+    finally:
+        os.umask(old_umask)
+    assert mode(root) == 0o700
+    for name in ("index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm", "secret.key"):
+        assert mode(root / name) == 0o600, name
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        # Another local user cannot read the index, even knowing its path.
+        denied = await anyio.to_thread.run_sync(
+            functools.partial(
+                subprocess.run,
+                [
+                    "setpriv",
+                    "--reuid=nobody",
+                    "--regid=nogroup",
+                    "--clear-groups",
+                    "cat",
+                    str(root / "index.sqlite3"),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        )
+        assert denied.returncode != 0
+        assert "Permission denied" in denied.stderr
+    await storage.close()
+
+
+async def test_a_folder_open_to_others_is_tightened_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    (root / "index.sqlite3").touch(mode=0o644)
+    (root / "index.sqlite3").chmod(0o644)
+    with caplog.at_level("WARNING", logger="mindproject.storage"):
+        storage = FileStorage(root)
+    assert mode(root) == 0o700
+    assert mode(root / "index.sqlite3") == 0o600
+    assert "tightened to 0700" in caplog.text
+    await storage.close()
+
+
+# --- leftovers of dead processes ---------------------------------------------------------------
+HOLD_TEMP = """
+import sys, time
+from pathlib import Path
+from mindproject.storage.filesystem import FileStorage
+fd = FileStorage._open_temp(Path(sys.argv[1]))
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def hold_temp_file(path: Path) -> subprocess.Popen[str]:
+    """A process writing a temp file, as an upload in progress does (it holds the lock)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_TEMP, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline() == "locked\n"
+    return process
+
+
+async def test_temp_files_of_dead_processes_go_live_ones_stay(tmp_path: Path) -> None:
+    """Each kill -9 mid-upload left its .part file until it was a day old (458 MiB after four)."""
+    storage = FileStorage(tmp_path)
+    await storage.close()
+    dead_path = tmp_path / "tmp" / "v1.dead-device.part"
+    live_path = tmp_path / "tmp" / "v2.live-device.part"
+    dead = hold_temp_file(dead_path)
+    live = hold_temp_file(live_path)
+    try:
+        dead.send_signal(signal.SIGKILL)
+        dead.wait()
+        assert dead_path.exists() and live_path.exists()
+        restarted = FileStorage(tmp_path)  # start-up sweeps
+        assert not dead_path.exists()
+        assert live_path.exists()  # another worker's upload in progress
+        assert restarted.remove_dead_temp_files() == 0  # the periodic sweep finds nothing more
+        await restarted.close()
+    finally:
+        live.kill()
+        live.wait()
+    swept = FileStorage(tmp_path)
+    assert not live_path.exists()
+    await swept.close()

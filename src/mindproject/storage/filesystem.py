@@ -3,14 +3,19 @@
 Layout under the root folder (see docs/storage.md):
     index.sqlite3                 devices, versions (metadata; small files' bytes), revocations
     blobs/<device>/<version>      the bytes of each larger version
-    tmp/<version>.<device>.part   larger uploads in progress
+    tmp/<version>.<device>.part   larger uploads in progress, each locked (flock) by its writer
 
 Small uploads (up to INLINE_MAX bytes) are stored in their index row: one SQLite commit makes
 them durable and visible at once, and concurrent uploads share commits (sqlite_writer.py), so
 the cost of durability does not grow with the request rate. Larger uploads are streamed to
 tmp/, flushed (fsync), renamed into blobs/ and their directory flushed, and only then recorded:
 the index row is always the moment an upload becomes visible, so readers see a whole upload or
-none. Any failure removes the temp file before the error propagates.
+none. Any failure removes the temp file before the error propagates; the temp files of a process
+that died (kill -9, power loss) are recognised by their lock, which died with it, and removed at
+start-up and every SWEEP_INTERVAL_SECONDS, while other workers' live uploads keep theirs.
+
+The folder holds every device's data, so it is private to the service's user: created 0700 (and
+tightened, with a warning, when found open to others), its files 0600.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import sqlite3
@@ -42,7 +48,8 @@ R = TypeVar("R")
 INLINE_MAX = 256 * 1024
 # Bytes gathered in memory before one write() in a worker thread: fewer thread hops per upload.
 WRITE_BATCH = 1024 * 1024
-STALE_TEMP_SECONDS = 24 * 3600
+SWEEP_INTERVAL_SECONDS = 600
+INDEX_NAME = "index.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -109,6 +116,26 @@ def _open_blob(path: Path) -> BinaryIO | None:
         return None  # deleted since its index row was read
 
 
+def _make_private(root: Path) -> None:
+    """Only the service's user may enter the data folder or read the index (inline uploads)."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = root.stat().st_mode & 0o777
+    if mode & 0o077:
+        root.chmod(0o700)
+        log.warning(
+            "the data folder was open to other users: tightened to 0700",
+            extra={"path": str(root), "mode": oct(mode)},
+        )
+    index = root / INDEX_NAME
+    # SQLite gives the WAL and shared-memory files the mode of the database file.
+    os.close(os.open(index, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm", f"{INDEX_NAME}.lock"):
+        path = root / name
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     db.executescript(_SCHEMA)
     columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
@@ -124,11 +151,10 @@ class FileStorage(Storage):
         self._tmp = root / "tmp"
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="file-storage")
         try:
-            # A new data folder is private to the service's user: it holds every device's data.
-            root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._blobs.mkdir(parents=True, exist_ok=True)
-            self._tmp.mkdir(parents=True, exist_ok=True)
-            index = root / "index.sqlite3"
+            _make_private(root)
+            self._blobs.mkdir(mode=0o700, exist_ok=True)
+            self._tmp.mkdir(mode=0o700, exist_ok=True)
+            index = root / INDEX_NAME
             self._writer = SqliteWriter(index, synchronous="FULL" if fsync else "OFF")
             self._writer.run_now(_migrate)
             # Reads run on the event loop thread: they are short range scans of an indexed table,
@@ -138,14 +164,31 @@ class FileStorage(Storage):
             raise _os_error(exc) from exc
         except sqlite3.Error as exc:
             raise _db_error(exc) from exc
-        self._remove_stale_temp_files()
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
+        self.remove_dead_temp_files()
 
-    def _remove_stale_temp_files(self) -> None:
-        # Leftovers of a crashed process; age-based so other live workers' uploads survive.
-        cutoff = time.time() - STALE_TEMP_SECONDS
+    def remove_dead_temp_files(self) -> int:
+        """Remove temp files whose writer is gone (their lock is free); the number removed."""
+        removed = 0
         for entry in os.scandir(self._tmp):
-            if entry.name.endswith(".part") and entry.stat().st_mtime < cutoff:
+            if not entry.name.endswith(".part"):
+                continue
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # landed or removed meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live upload
+            else:
                 Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+            finally:
+                os.close(fd)
+        if removed:
+            log.warning("removed temp files of dead uploads", extra={"files": removed})
+        return removed
 
     async def _run(self, fn: Callable[..., R], *args: object) -> R:
         try:
@@ -176,6 +219,9 @@ class FileStorage(Storage):
         content_type: str | None,
         idempotency_key: str | None = None,
     ) -> UploadInfo:
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
+            await self._run(self.remove_dead_temp_files)
         tmp = self._tmp / f"{version}.{device_id}.part"
         blob = self._blobs / device_id / version
         fd: int | None = None
@@ -209,7 +255,16 @@ class FileStorage(Storage):
 
     @staticmethod
     def _open_temp(tmp: Path) -> int:
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        while True:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            # Held until the file is landed or removed; it dies with the process (the sweep).
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if tmp.stat().st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # a sweep took it between open and lock: make it again
 
     def _land_file(self, fd: int, tmp: Path, tail: bytes, info: UploadInfo) -> None:
         """Write the tail, flush, close, and move the temp file to its blob path (flushed)."""
@@ -222,7 +277,7 @@ class FileStorage(Storage):
         device_dir = self._blobs / info.device_id
         for attempt in range(3):  # a concurrent delete may remove the device folder meanwhile
             created = not device_dir.exists()
-            device_dir.mkdir(exist_ok=True)
+            device_dir.mkdir(mode=0o700, exist_ok=True)
             if created and self.fsync:
                 _fsync_dir(self._blobs)
             try:
