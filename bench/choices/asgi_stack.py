@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -322,7 +323,8 @@ def run_wrk(port: int, seconds: int, threads: int, conns: int) -> dict[str, Any]
     ).stdout
     for line in out.splitlines():
         if line.startswith("WRKJSON "):
-            return json.loads(line[len("WRKJSON ") :])
+            report: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+            return report
     raise RuntimeError("wrk printed no WRKJSON line:\n" + out)
 
 
@@ -357,7 +359,7 @@ def big_run(c: Candidate, proc: subprocess.Popen[bytes], mib: int) -> dict[str, 
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     total = len(head) + mib * len(chunk) + len(tail)
 
-    def gen():  # type: ignore[no-untyped-def]
+    def gen() -> Iterator[bytes]:
         yield head
         for _ in range(mib):
             yield chunk
@@ -397,7 +399,7 @@ def big_run(c: Candidate, proc: subprocess.Popen[bytes], mib: int) -> dict[str, 
 
 
 def med(rows: list[dict[str, Any]], k: str) -> float:
-    return statistics.median(r[k] for r in rows)
+    return float(statistics.median(r[k] for r in rows))
 
 
 def spread(rows: list[dict[str, Any]], k: str, fmt: str) -> str:

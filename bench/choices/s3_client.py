@@ -328,7 +328,7 @@ def run_boto3(test: str, env: dict[str, str], n: int, size: int) -> dict[str, fl
 
 def boto3_multipart(s3: Any, key: str, chunks: Iterator[bytes]) -> None:
     """Multipart upload: 8 MiB parts, up to 4 in flight (threads), abort on any failure."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
 
@@ -338,7 +338,7 @@ def boto3_multipart(s3: Any, key: str, chunks: Iterator[bytes]) -> None:
 
     try:
         with ThreadPoolExecutor(PART_CONCURRENCY) as pool:
-            futures = []
+            futures: list[Future[dict[str, Any]]] = []
             buf = bytearray()
             for chunk in chunks:
                 buf += chunk
@@ -420,7 +420,7 @@ def main() -> None:
         sys.exit(f"s3-server.sh start failed:\n{out.stderr}")
     print(f"Ceph up on port {port} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     env = dict(os.environ)
-    env.update(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    env.update(dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line))
     results: dict[str, dict[str, dict[str, float]]] = {c: {} for c in clients}
     try:
         import boto3
@@ -456,14 +456,14 @@ def main() -> None:
     )
     print("|---" * 11 + "|")
     for c in clients:
-        r = results[c]
+        fig = results[c]
         print(
-            f"| {c} | {r['put1k']['ops_per_s']:.0f} | {r['put1k']['cpu_ms_per_op']:.3f} "
-            f"| {r['get1k']['ops_per_s']:.0f} | {r['get1k']['cpu_ms_per_op']:.3f} "
-            f"| {r['put256m']['mb_per_s']:.0f} | {r['put256m']['cpu_s']:.2f} "
-            f"| {r['put256m']['peak_rss_mib']:.0f} "
-            f"| {r['get256m']['mb_per_s']:.0f} | {r['get256m']['cpu_s']:.2f} "
-            f"| {r['get256m']['peak_rss_mib']:.0f} |"
+            f"| {c} | {fig['put1k']['ops_per_s']:.0f} | {fig['put1k']['cpu_ms_per_op']:.3f} "
+            f"| {fig['get1k']['ops_per_s']:.0f} | {fig['get1k']['cpu_ms_per_op']:.3f} "
+            f"| {fig['put256m']['mb_per_s']:.0f} | {fig['put256m']['cpu_s']:.2f} "
+            f"| {fig['put256m']['peak_rss_mib']:.0f} "
+            f"| {fig['get256m']['mb_per_s']:.0f} | {fig['get256m']['cpu_s']:.2f} "
+            f"| {fig['get256m']['peak_rss_mib']:.0f} |"
         )
 
 
