@@ -19,13 +19,10 @@ candidate and each round the script:
 Rounds are interleaved across candidates so drift on a shared machine hits
 them all alike; the table shows the median of the rounds.
 
-Run with a venv holding the candidates (see ``--python``)::
+Run it from a venv holding the candidates (bench/choices/requirements.txt), not the
+project's: ``make bench-choices`` creates .cache/choices-venv, installs wrk and runs it::
 
-    python3 -m venv /tmp/asgi-venv
-    /tmp/asgi-venv/bin/pip install starlette uvicorn uvloop httptools h11 \\
-        python-multipart streaming-form-data fastapi granian httpx
-    apt-get install wrk
-    /tmp/asgi-venv/bin/python bench/choices/asgi_stack.py --rounds 3
+    make bench-choices CHOICES=asgi_stack ASGI_STACK_ARGS="--rounds 3"
 
 Only 127.0.0.1 is ever contacted.
 """

@@ -22,13 +22,13 @@ client, 16 threads). The async clients run on uvloop. botocore's default CRC32 r
 checksums are switched off (``when_required``): Ceph ignores them anyway, so the service
 would not send them.
 
-Run with a venv holding the candidates (not the project venv)::
+Run it from a venv holding the candidates (bench/choices/requirements.txt), not the
+project's: ``make bench-choices`` creates .cache/choices-venv, installs the Debian packages
+radosgw ceph-mon ceph-osd curl and runs it::
 
-    python3 -m venv /tmp/s3bench-venv
-    /tmp/s3bench-venv/bin/pip install obstore aiobotocore boto3 uvloop
-    /tmp/s3bench-venv/bin/python bench/choices/s3_client.py [--port 7600] [--small 3000]
+    make bench-choices CHOICES=s3_client S3_CLIENT_ARGS="[--port 7600] [--small 3000]"
 
-Needs the Debian packages radosgw ceph-mon ceph-osd curl. Only 127.0.0.1 is contacted.
+Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
