@@ -5,7 +5,7 @@
 # Results: bench/results/<UTC time>/{summary.md,chart.png,results.json}, bench/results/latest.md.
 #
 # The measurements behind docs/decisions.md (bench/choices/), in a venv of their own:
-#   make bench-choices                            HTTP stack, then S3 client (~15 min)
+#   make bench-choices                            HTTP stack, then S3 client
 #   make bench-choices CHOICES=s3_client          one of them (asgi_stack, s3_client)
 #   make bench-choices ASGI_STACK_ARGS="--rounds 1 --duration 2" S3_CLIENT_ARGS="--small 300"
 # They print markdown tables; add --json FILE to either's arguments to keep the raw figures.
