@@ -19,13 +19,10 @@ candidate and each round the script:
 Rounds are interleaved across candidates so drift on a shared machine hits
 them all alike; the table shows the median of the rounds.
 
-Run with a venv holding the candidates (see ``--python``)::
+Run it from a venv holding the candidates (bench/choices/requirements.txt), not the
+project's: ``make bench-choices`` creates .cache/choices-venv, installs wrk and runs it::
 
-    python3 -m venv /tmp/asgi-venv
-    /tmp/asgi-venv/bin/pip install starlette uvicorn uvloop httptools h11 \\
-        python-multipart streaming-form-data fastapi granian httpx
-    apt-get install wrk
-    /tmp/asgi-venv/bin/python bench/choices/asgi_stack.py --rounds 3
+    make bench-choices CHOICES=asgi_stack ASGI_STACK_ARGS="--rounds 3"
 
 Only 127.0.0.1 is ever contacted.
 """
@@ -42,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -322,7 +320,8 @@ def run_wrk(port: int, seconds: int, threads: int, conns: int) -> dict[str, Any]
     ).stdout
     for line in out.splitlines():
         if line.startswith("WRKJSON "):
-            return json.loads(line[len("WRKJSON ") :])
+            report: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+            return report
     raise RuntimeError("wrk printed no WRKJSON line:\n" + out)
 
 
@@ -357,7 +356,7 @@ def big_run(c: Candidate, proc: subprocess.Popen[bytes], mib: int) -> dict[str, 
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     total = len(head) + mib * len(chunk) + len(tail)
 
-    def gen():  # type: ignore[no-untyped-def]
+    def gen() -> Iterator[bytes]:
         yield head
         for _ in range(mib):
             yield chunk
@@ -397,7 +396,7 @@ def big_run(c: Candidate, proc: subprocess.Popen[bytes], mib: int) -> dict[str, 
 
 
 def med(rows: list[dict[str, Any]], k: str) -> float:
-    return statistics.median(r[k] for r in rows)
+    return float(statistics.median(r[k] for r in rows))
 
 
 def spread(rows: list[dict[str, Any]], k: str, fmt: str) -> str:

@@ -22,13 +22,13 @@ client, 16 threads). The async clients run on uvloop. botocore's default CRC32 r
 checksums are switched off (``when_required``): Ceph ignores them anyway, so the service
 would not send them.
 
-Run with a venv holding the candidates (not the project venv)::
+Run it from a venv holding the candidates (bench/choices/requirements.txt), not the
+project's: ``make bench-choices`` creates .cache/choices-venv, installs the Debian packages
+radosgw ceph-mon ceph-osd curl and runs it::
 
-    python3 -m venv /tmp/s3bench-venv
-    /tmp/s3bench-venv/bin/pip install obstore aiobotocore boto3 uvloop
-    /tmp/s3bench-venv/bin/python bench/choices/s3_client.py [--port 7600] [--small 3000]
+    make bench-choices CHOICES=s3_client S3_CLIENT_ARGS="[--port 7600] [--small 3000]"
 
-Needs the Debian packages radosgw ceph-mon ceph-osd curl. Only 127.0.0.1 is contacted.
+Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def run_boto3(test: str, env: dict[str, str], n: int, size: int) -> dict[str, fl
 
 def boto3_multipart(s3: Any, key: str, chunks: Iterator[bytes]) -> None:
     """Multipart upload: 8 MiB parts, up to 4 in flight (threads), abort on any failure."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
 
@@ -338,7 +338,7 @@ def boto3_multipart(s3: Any, key: str, chunks: Iterator[bytes]) -> None:
 
     try:
         with ThreadPoolExecutor(PART_CONCURRENCY) as pool:
-            futures = []
+            futures: list[Future[dict[str, Any]]] = []
             buf = bytearray()
             for chunk in chunks:
                 buf += chunk
@@ -420,7 +420,7 @@ def main() -> None:
         sys.exit(f"s3-server.sh start failed:\n{out.stderr}")
     print(f"Ceph up on port {port} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     env = dict(os.environ)
-    env.update(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    env.update(dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line))
     results: dict[str, dict[str, dict[str, float]]] = {c: {} for c in clients}
     try:
         import boto3
@@ -456,14 +456,14 @@ def main() -> None:
     )
     print("|---" * 11 + "|")
     for c in clients:
-        r = results[c]
+        fig = results[c]
         print(
-            f"| {c} | {r['put1k']['ops_per_s']:.0f} | {r['put1k']['cpu_ms_per_op']:.3f} "
-            f"| {r['get1k']['ops_per_s']:.0f} | {r['get1k']['cpu_ms_per_op']:.3f} "
-            f"| {r['put256m']['mb_per_s']:.0f} | {r['put256m']['cpu_s']:.2f} "
-            f"| {r['put256m']['peak_rss_mib']:.0f} "
-            f"| {r['get256m']['mb_per_s']:.0f} | {r['get256m']['cpu_s']:.2f} "
-            f"| {r['get256m']['peak_rss_mib']:.0f} |"
+            f"| {c} | {fig['put1k']['ops_per_s']:.0f} | {fig['put1k']['cpu_ms_per_op']:.3f} "
+            f"| {fig['get1k']['ops_per_s']:.0f} | {fig['get1k']['cpu_ms_per_op']:.3f} "
+            f"| {fig['put256m']['mb_per_s']:.0f} | {fig['put256m']['cpu_s']:.2f} "
+            f"| {fig['put256m']['peak_rss_mib']:.0f} "
+            f"| {fig['get256m']['mb_per_s']:.0f} | {fig['get256m']['cpu_s']:.2f} "
+            f"| {fig['get256m']['peak_rss_mib']:.0f} |"
         )
 
 
