@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 
 from mindproject.api import devices, docs, health, metrics, revocations, uploads
 from mindproject.api.errors import HANDLERS
@@ -21,6 +22,7 @@ from mindproject.lifecycle import watch_for_shutdown
 from mindproject.limits import RateLimiter, UploadSlots
 from mindproject.metrics import InstrumentedStorage
 from mindproject.observability import RequestContext, configure_logging
+from mindproject.openapi import openapi_document
 from mindproject.storage import Storage, open_storage
 
 log = logging.getLogger("mindproject")
@@ -33,6 +35,16 @@ SECURITY_HEADERS = [
         b"content-security-policy",
         b"default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
     ),
+]
+
+ROUTES: list[BaseRoute] = [
+    *health.routes,
+    *metrics.routes,
+    *docs.routes,
+    *devices.routes,
+    *uploads.routes,
+    *revocations.routes,
+    *devices.fallback_routes,
 ]
 
 
@@ -95,20 +107,14 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         )
 
     app = Starlette(
-        routes=[
-            *health.routes,
-            *metrics.routes,
-            *docs.routes,
-            *devices.routes,
-            *uploads.routes,
-            *revocations.routes,
-            *devices.fallback_routes,
-        ],
+        routes=ROUTES,
         exception_handlers=HANDLERS,
         middleware=middleware,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Built from the routes themselves: a route without an operation stops start-up here.
+    app.state.openapi = openapi_document(app.routes)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads_per_device)
     return app
