@@ -4,8 +4,9 @@
   and back, and the set of operations is the agreed one (a deleted or added route fails here);
 - parameters: each operation lists exactly the query and header parameters its route reads
   (recorded while the route runs, so a renamed parameter fails here);
-- statuses: each operation is called once for every status it lists, and answers exactly that
-  status, with the headers the document requires (there is no catch-all `default`);
+- statuses: each operation is called once for every status it lists (storage failures included),
+  and answers exactly that status, with the headers the document requires (there is no
+  catch-all `default`);
 - patterns and limits: the ones of identifiers.py and params.py, valid in Python and in
   ECMA-262 (JSON Schema's regex dialect).
 """
@@ -18,7 +19,7 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,12 @@ from mindproject.api.operation import ApiRoute
 from mindproject.api.params import MAX_LIMIT
 from mindproject.app import ROUTES, create_app
 from mindproject.config import Settings
-from mindproject.errors import InvalidDeviceId
+from mindproject.errors import (
+    InsufficientStorage,
+    InvalidDeviceId,
+    MindProjectError,
+    StorageUnavailable,
+)
 from mindproject.identifiers import (
     CURSOR_PATTERN,
     DEVICE_ID_MAX,
@@ -43,6 +49,7 @@ from mindproject.identifiers import (
     encode_cursor,
 )
 from mindproject.openapi import UndescribedRoute, openapi_document
+from mindproject.storage import Storage, open_storage
 from tests.helpers import TEST_SECRET_KEY, make_token
 
 # The API's operations: a contract with devices and the SDK. Adding or removing one is a
@@ -241,13 +248,43 @@ CALLS: dict[str, list[Call]] = {
     "metrics": [Call(200)],
 }
 
-# Statuses listed but not provoked here, because they need a failing storage or a stalled
-# client; tests/api and tests/storage cause them.
-NOT_PROVOKED_HERE = {408, 503, 507}
+# Listed but not provoked here: a client that stops sending its body needs a real socket and
+# time (tests/test_limits.py).
+NOT_PROVOKED_HERE = {408}
+
+WRITES = ("save", "delete_device", "delete_upload", "set_revocation")
+READS = (
+    "find_by_key",
+    "latest",
+    "get",
+    "list_devices",
+    "list_uploads",
+    "list_revocations",
+    "check",
+)
+
+
+def _failing(error: MindProjectError) -> Callable[..., Awaitable[Any]]:
+    async def fail(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    return fail
+
+
+def _break(storage: Storage, methods: tuple[str, ...], error: MindProjectError) -> None:
+    """From now on these storage calls fail with `error` (the app holds this very object)."""
+    for name in methods:
+        setattr(storage, name, _failing(error))
+
 
 # Request headers the route reads that are described elsewhere than in `parameters`: the
 # security scheme, the request body, HTTP framing.
 DESCRIBED_ELSEWHERE = {"authorization", "content-type", "content-length", "transfer-encoding"}
+
+
+def _request_of(call: Call) -> dict[str, Any]:
+    """The call's request, without its status."""
+    return {name: value for name, value in vars(call).items() if name != "status"}
 
 
 def _calls(op_id: str, authenticated: bool) -> list[Call]:
@@ -292,8 +329,13 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
-    with TestClient(create_app(SETTINGS)) as test_client:
+def storage() -> Storage:
+    return open_storage("memory://")
+
+
+@pytest.fixture
+def client(storage: Storage) -> Iterator[TestClient]:
+    with TestClient(create_app(SETTINGS, storage=storage)) as test_client:
         yield test_client
 
 
@@ -320,7 +362,7 @@ def _send(client: TestClient, method: str, path: str, call: Call) -> Any:
 
 @pytest.mark.parametrize("op_id", sorted(AGREED_OPERATIONS.values()))
 def test_each_status_listed_is_answered_and_each_parameter_read(
-    op_id: str, client: TestClient, reads: Reads
+    op_id: str, client: TestClient, storage: Storage, reads: Reads
 ) -> None:
     document = _document()
     method, template, op = _operations(document)[op_id]
@@ -332,7 +374,8 @@ def test_each_status_listed_is_answered_and_each_parameter_read(
 
     listed = {int(status) for status in op["responses"]}
     answered: set[int] = set()
-    for call in _calls(op_id, authenticated=op.get("security") != []):
+
+    def check(call: Call) -> None:
         path = template.format(**{**defaults, **call.path})
         for _ in range(call.repeat):
             response = _send(client, method, path, call)
@@ -343,6 +386,17 @@ def test_each_status_listed_is_answered_and_each_parameter_read(
         for name, header in described.get("headers", {}).items():
             if header["required"]:
                 assert name in response.headers, (op_id, call, name)
+
+    calls = _calls(op_id, authenticated=op.get("security") != [])
+    for call in calls:
+        check(call)
+    # Then the storage fails: full (writes fail), then unavailable (every call fails). An
+    # operation that does not list the status does not touch storage that way: it still works.
+    working = _request_of(next(call for call in calls if call.status == 200))
+    _break(storage, WRITES, InsufficientStorage("full"))
+    check(Call(507 if 507 in listed else 200, **working))
+    _break(storage, WRITES + READS, StorageUnavailable("down"))
+    check(Call(503 if 503 in listed else 200, **working))
     assert listed - answered <= NOT_PROVOKED_HERE, f"{op_id}: never answered {listed - answered}"
 
     parameters = {(p["in"], p["name"]) for p in op["parameters"]}
