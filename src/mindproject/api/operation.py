@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.requests import Request
-from starlette.responses import Response as StarletteResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 
@@ -81,7 +81,7 @@ class Operation:
     description: str = ""
 
 
-Endpoint = Callable[[Request], Awaitable[StarletteResponse]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class ApiRoute(Route):
