@@ -1,39 +1,527 @@
-"""The OpenAPI description covers every route, and /api/ renders it without the internet."""
+"""The OpenAPI document says what the routes do, in both directions, in-process.
+
+- routes <-> operations: every route of `create_app().routes` is an operation of the document
+  and back, and the set of operations is the agreed one (a deleted or added route fails here);
+- parameters: each operation lists exactly the query and header parameters its route reads
+  (recorded while the route runs, so a renamed parameter fails here);
+- statuses: each operation is called once for every status it lists (storage failures included),
+  and answers exactly that status, with the headers the document requires (there is no
+  catch-all `default`);
+- patterns and limits: the ones of identifiers.py and params.py, valid in Python and in
+  ECMA-262 (JSON Schema's regex dialect).
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+import pytest
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
-from mindproject.api import devices, health, metrics, revocations, uploads
-from mindproject.openapi import openapi_document
-from tests.helpers import RunningServer
+from mindproject.api.operation import ApiRoute
+from mindproject.api.params import MAX_LIMIT
+from mindproject.app import ROUTES, create_app
+from mindproject.config import Settings
+from mindproject.errors import (
+    InsufficientStorage,
+    InvalidDeviceId,
+    MindProjectError,
+    StorageUnavailable,
+    TooManyRequests,
+)
+from mindproject.identifiers import (
+    CURSOR_PATTERN,
+    DEVICE_ID_MAX,
+    DEVICE_ID_PATTERN,
+    VERSION_PATTERN,
+    check_device_id,
+    encode_cursor,
+)
+from mindproject.limits import RateLimiter
+from mindproject.openapi import UndescribedRoute, openapi_document
+from mindproject.storage import Storage, open_storage
+from tests.helpers import TEST_SECRET_KEY, make_token
+
+# The API's operations: a contract with devices and the SDK. Adding or removing one is a
+# deliberate change, made here too.
+AGREED_OPERATIONS = {
+    ("GET", "/api/devices/"): "listDevices",
+    ("PUT", "/api/devices/{device_id}"): "upload",
+    ("GET", "/api/devices/{device_id}"): "downloadLatest",
+    ("DELETE", "/api/devices/{device_id}"): "deleteDevice",
+    ("GET", "/api/devices/{device_id}/uploads"): "listUploads",
+    ("GET", "/api/devices/{device_id}/uploads/{version}"): "downloadUpload",
+    ("DELETE", "/api/devices/{device_id}/uploads/{version}"): "deleteUpload",
+    ("GET", "/api/revocations/"): "listRevocations",
+    ("PUT", "/api/revocations/{device_id}"): "revokeDevice",
+    ("DELETE", "/api/revocations/{device_id}"): "unrevokeDevice",
+    ("GET", "/healthz"): "healthz",
+    ("GET", "/readyz"): "readyz",
+    ("GET", "/metrics"): "metrics",
+}
+
+MAX_UPLOAD_BYTES = 1000
+SETTINGS = Settings(
+    storage="memory://",
+    secret_key=TEST_SECRET_KEY,
+    max_upload_bytes=MAX_UPLOAD_BYTES,
+)
 
 
-def test_every_api_route_is_described() -> None:
-    paths = openapi_document()["paths"]
-    for route in [
-        *devices.routes,
-        *uploads.routes,
-        *health.routes,
-        *revocations.routes,
-        *metrics.routes,
-    ]:
-        assert isinstance(route, Route)
-        assert route.path in paths, route.path
-        for method in route.methods or ():
-            if method != "HEAD":
-                assert method.lower() in paths[route.path], (method, route.path)
+class RefuseDevices(RateLimiter):
+    """Every device token is over its rate: a 429 without depending on a clock."""
+
+    def check(self, key: str) -> None:
+        raise TooManyRequests(f"device {key} is over its request rate", retry_after=1)
 
 
-def test_docs_page_and_assets_are_served_locally(server: RunningServer) -> None:
-    with server.client() as client:
-        page = client.get("/api/")
-        assert page.status_code == 200
-        sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-        assert sources and all(src.startswith("/") for src in sources), sources
-        for src in sources:
-            assert client.get(src).status_code == 200, src
-        spec = client.get("/api/openapi.json").json()
-        assert spec["openapi"].startswith("3.")
+def _document() -> dict[str, Any]:
+    return openapi_document(ROUTES)
+
+
+def _operations(document: Mapping[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """operationId -> (METHOD, path, operation)."""
+    return {
+        op["operationId"]: (method.upper(), path, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+    }
+
+
+def _resolve(document: Mapping[str, Any], item: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = item.get("$ref")
+    if ref is None:
+        return item
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return dict(node)
+
+
+# Routes <-> operations.
+
+
+def test_every_route_is_an_operation_and_every_operation_a_route() -> None:
+    app = create_app(SETTINGS)
+    routed: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if isinstance(route, Route) and route.include_in_schema:
+            assert isinstance(route, ApiRoute), f"{route.path} has no Operation"
+            routed |= {(method, route.path) for method in route.methods or () if method != "HEAD"}
+    with TestClient(app) as client:
+        served = client.get("/api/openapi.json").json()
+    described = {(method, path) for method, path, _ in _operations(served).values()}
+    assert routed == described
+    assert served == openapi_document(app.routes)
+
+
+def test_the_operations_are_the_agreed_ones() -> None:
+    described = {
+        (method, path): op_id for op_id, (method, path, _) in _operations(_document()).items()
+    }
+    assert described == AGREED_OPERATIONS
+
+
+async def _undescribed(request: Request) -> Response:
+    return JSONResponse({})
+
+
+def test_a_route_without_an_operation_stops_the_document() -> None:
+    with pytest.raises(UndescribedRoute, match="/api/undescribed"):
+        openapi_document([*ROUTES, Route("/api/undescribed", _undescribed, methods=["GET"])])
+
+
+def test_path_parameters_are_those_of_the_path() -> None:
+    for method, path, op in _operations(_document()).values():
+        in_path = [p["name"] for p in op["parameters"] if p["in"] == "path"]
+        assert in_path == re.findall(r"{(\w+)}", path), (method, path)
+
+
+# Statuses and parameters: each operation called once per status it lists.
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to an operation and the status it must get."""
+
+    status: int
+    token: str = "admin"  # admin, operator, device (sensor-1: over its rate), other-device, none
+    path: Mapping[str, str] = field(default_factory=dict)  # path parameters, over the defaults
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    form: bytes | None = None  # the multipart field `file`
+    without_length: bool = False  # neither Content-Length nor chunked
+
+
+SEED = b"reading, stored before each operation's calls"
+SEED_SHA256 = hashlib.sha256(SEED).hexdigest()
+RAW = {"Content-Type": "application/octet-stream"}
+
+
+def _digest(data: bytes) -> str:
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
+
+
+_DOWNLOAD_CALLS = [
+    Call(200),
+    Call(200, query={"encoding": "raw"}),
+    Call(206, query={"encoding": "raw"}, headers={"Range": "bytes=0-3"}),
+    Call(304, headers={"If-None-Match": f'"{SEED_SHA256}-b64"'}),
+    Call(416, query={"encoding": "raw"}, headers={"Range": "bytes=100000-"}),
+    Call(400, query={"encoding": "zip"}),
+    Call(400, path={"device_id": ".hidden"}),
+    Call(404, path={"device_id": "ghost"}),
+    Call(403, token="other-device"),
+    Call(429, token="device"),
+]
+
+CALLS: dict[str, list[Call]] = {
+    "listDevices": [
+        Call(200),
+        Call(200, query={"limit": "1", "cursor": encode_cursor("a"), "prefix": "sensor"}),
+        Call(400, query={"limit": str(MAX_LIMIT + 1)}),
+        Call(400, query={"prefix": ".hidden"}),
+        Call(403, token="device"),
+    ],
+    "upload": [
+        Call(200, form=b"multipart"),
+        Call(200, content=b"raw", headers={**RAW, "X-Filename": "r.bin", "Idempotency-Key": "k"}),
+        Call(200, content=b"raw", headers={**RAW, "Idempotency-Key": "k"}),  # replayed
+        Call(409, content=b"other", headers={**RAW, "Idempotency-Key": "k"}),
+        Call(200, content=b"checked", headers={**RAW, "Content-Digest": _digest(b"checked")}),
+        Call(400, content=b"checked", headers={**RAW, "Content-Digest": _digest(b"other")}),
+        Call(400, content=b"x", headers={**RAW, "Content-MD5": "not base64!"}),
+        Call(400, content=b"x", headers={**RAW, "Idempotency-Key": ".hidden"}),
+        Call(400, path={"device_id": ".hidden"}, content=b"x", headers=RAW),
+        Call(411, content=b"x", headers=RAW, without_length=True),
+        Call(413, content=b"x" * (MAX_UPLOAD_BYTES + 1), headers=RAW),
+        Call(415, content=b"x", headers={"Content-Type": "text/plain"}),
+        Call(403, token="other-device", content=b"x", headers=RAW),
+        Call(429, token="device", content=b"x", headers=RAW),
+    ],
+    "downloadLatest": _DOWNLOAD_CALLS,
+    "deleteDevice": [
+        Call(400, path={"device_id": ".hidden"}),
+        Call(404, path={"device_id": "ghost"}),
+        Call(403, token="operator"),
+        Call(200),
+    ],
+    "listUploads": [
+        Call(200),
+        Call(200, query={"limit": "1"}),
+        Call(400, query={"cursor": "not a cursor"}),
+        Call(404, path={"device_id": "ghost"}),
+        Call(403, token="other-device"),
+        Call(429, token="device"),
+    ],
+    "downloadUpload": [
+        *_DOWNLOAD_CALLS,
+        Call(400, path={"version": "1"}),
+        Call(404, path={"version": "0000000000000000-00000000"}),
+    ],
+    "deleteUpload": [
+        Call(400, path={"version": "1"}),
+        Call(404, path={"version": "0000000000000000-00000000"}),
+        Call(403, token="operator"),
+        Call(200),
+    ],
+    "listRevocations": [Call(200), Call(403, token="operator")],
+    "revokeDevice": [
+        Call(200),
+        Call(400, path={"device_id": ".hidden"}),
+        Call(403, token="operator"),
+    ],
+    "unrevokeDevice": [
+        Call(200),
+        Call(400, path={"device_id": ".hidden"}),
+        Call(403, token="operator"),
+    ],
+    "healthz": [Call(200)],
+    "readyz": [Call(200)],
+    "metrics": [Call(200)],
+}
+
+# Listed but not provoked here: a client that stops sending its body needs a real socket and
+# time (tests/test_limits.py).
+NOT_PROVOKED_HERE = {408}
+
+WRITES = ("save", "delete_device", "delete_upload", "set_revocation")
+READS = (
+    "find_by_key",
+    "latest",
+    "get",
+    "list_devices",
+    "list_uploads",
+    "list_revocations",
+    "check",
+)
+
+
+def _failing(error: MindProjectError) -> Callable[..., Awaitable[Any]]:
+    async def fail(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    return fail
+
+
+def _break(storage: Storage, methods: tuple[str, ...], error: MindProjectError) -> None:
+    """From now on these storage calls fail with `error` (the app holds this very object)."""
+    for name in methods:
+        setattr(storage, name, _failing(error))
+
+
+# Request headers the route reads that are described elsewhere than in `parameters`: the
+# security scheme, the request body, HTTP framing.
+DESCRIBED_ELSEWHERE = {"authorization", "content-type", "content-length", "transfer-encoding"}
+
+
+def _request_of(call: Call) -> dict[str, Any]:
+    """The call's request, without its status."""
+    return {name: value for name, value in vars(call).items() if name != "status"}
+
+
+def _calls(op_id: str, authenticated: bool) -> list[Call]:
+    every = [Call(431, headers={"X-Padding": "x" * (SETTINGS.max_header_bytes + 1)})]
+    if authenticated:
+        every.append(Call(401, token="none"))
+    return [*CALLS[op_id], *every]
+
+
+@dataclass
+class Reads:
+    """The query and header names a request handler asked for."""
+
+    query: set[str] = field(default_factory=set)
+    headers: set[str] = field(default_factory=set)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
+    """Records every query parameter and request header a route reads, however it reads them."""
+    seen = Reads()
+
+    def record_query(method: Any) -> Any:
+        def recorded(self: QueryParams, key: Any, *args: Any) -> Any:
+            seen.query.add(key)
+            return method(self, key, *args)
+
+        return recorded
+
+    def record_header(method: Any) -> Any:
+        def recorded(self: Headers, key: Any, *args: Any) -> Any:
+            if type(self) is Headers:  # a request's headers, not a response's MutableHeaders
+                seen.headers.add(key.lower())
+            return method(self, key, *args)
+
+        return recorded
+
+    for name in ("__getitem__", "__contains__", "getlist"):
+        monkeypatch.setattr(QueryParams, name, record_query(getattr(QueryParams, name)))
+        monkeypatch.setattr(Headers, name, record_header(getattr(Headers, name)))
+    return seen
+
+
+@pytest.fixture
+def storage() -> Storage:
+    return open_storage("memory://")
+
+
+@pytest.fixture
+def client(storage: Storage) -> Iterator[TestClient]:
+    app = create_app(SETTINGS, storage=storage)
+    app.state.rate_limiter = RefuseDevices(per_minute=1, burst=1)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _token_headers(token: str) -> dict[str, str]:
+    tokens = {
+        "admin": make_token("admin"),
+        "operator": make_token("operator"),
+        "device": make_token("device", "sensor-1"),
+        "other-device": make_token("device", "sensor-2"),
+    }
+    return {"Authorization": f"Bearer {tokens[token]}"} if token in tokens else {}
+
+
+def _send(client: TestClient, method: str, path: str, call: Call) -> Any:
+    headers = {**_token_headers(call.token), **call.headers}
+    files = {"file": ("reading.bin", call.form)} if call.form is not None else None
+    request = client.build_request(
+        method, path, params=dict(call.query), headers=headers, content=call.content, files=files
+    )
+    if call.without_length:
+        del request.headers["Content-Length"]
+    return client.send(request)
+
+
+@pytest.mark.parametrize("op_id", sorted(AGREED_OPERATIONS.values()))
+def test_each_status_listed_is_answered_and_each_parameter_read(
+    op_id: str, client: TestClient, storage: Storage, reads: Reads
+) -> None:
+    document = _document()
+    method, template, op = _operations(document)[op_id]
+    stored = client.put("/api/devices/sensor-1", content=SEED, headers=_token_headers("admin"))
+    assert stored.status_code == 200, stored.text
+    defaults = {"device_id": "sensor-1", "version": stored.json()["version"]}
+    reads.query.clear()
+    reads.headers.clear()
+
+    listed = {int(status) for status in op["responses"]}
+    answered: set[int] = set()
+
+    def check(call: Call) -> None:
+        path = template.format(**{**defaults, **call.path})
+        response = _send(client, method, path, call)
+        assert response.status_code == call.status, (call, response.text)
+        assert response.status_code in listed, f"{op_id} answered {call.status}, not listed"
+        answered.add(response.status_code)
+        described = _resolve(document, op["responses"][str(response.status_code)])
+        for name, header in described.get("headers", {}).items():
+            if header["required"]:
+                assert name in response.headers, (op_id, call, name)
+
+    calls = _calls(op_id, authenticated=op.get("security") != [])
+    for call in calls:
+        check(call)
+    # Then the storage fails: full (writes fail), then unavailable (every call fails). An
+    # operation that does not list the status does not touch storage that way: it still works.
+    working = _request_of(next(call for call in calls if call.status == 200))
+    _break(storage, WRITES, InsufficientStorage("full"))
+    check(Call(507 if 507 in listed else 200, **working))
+    _break(storage, WRITES + READS, StorageUnavailable("down"))
+    check(Call(503 if 503 in listed else 200, **working))
+    assert listed - answered <= NOT_PROVOKED_HERE, f"{op_id}: never answered {listed - answered}"
+
+    parameters = {(p["in"], p["name"]) for p in op["parameters"]}
+    assert reads.query == {name for where, name in parameters if where == "query"}
+    documented_headers = {name.lower() for where, name in parameters if where == "header"}
+    assert reads.headers - DESCRIBED_ELSEWHERE == documented_headers
+
+
+def test_every_operation_has_its_calls() -> None:
+    assert set(CALLS) == set(AGREED_OPERATIONS.values())
+
+
+def test_no_catch_all_responses() -> None:
+    for op_id, (_, _, op) in _operations(_document()).items():
+        assert all(status.isdigit() for status in op["responses"]), op_id
+
+
+# Patterns and limits.
+
+
+def test_patterns_and_limits_are_the_code_s() -> None:
+    ops = _operations(_document())
+    params = {p["name"]: p["schema"] for _, _, op in ops.values() for p in op["parameters"]}
+    assert params["device_id"]["pattern"] == f"^{DEVICE_ID_PATTERN}$"
+    assert params["device_id"]["maxLength"] == DEVICE_ID_MAX
+    assert params["prefix"]["pattern"] == f"^{DEVICE_ID_PATTERN}$"
+    assert params["Idempotency-Key"]["pattern"] == f"^{DEVICE_ID_PATTERN}$"
+    assert params["version"]["pattern"] == f"^{VERSION_PATTERN}$"
+    assert params["cursor"]["pattern"] == f"^{CURSOR_PATTERN}$"
+    assert params["limit"]["maximum"] == MAX_LIMIT
+    defaults = {op_id: _limit_default(op) for op_id, (_, _, op) in ops.items()}
+    assert defaults["listDevices"] == 1000
+    assert defaults["listUploads"] == 100
+
+
+def _limit_default(op: Mapping[str, Any]) -> int | None:
+    for p in op["parameters"]:
+        if p["name"] == "limit":
+            return int(p["schema"]["default"])
+    return None
+
+
+def _patterns(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            else:
+                yield from _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _patterns(value)
+
+
+DEVICE_IDS = [
+    "sensor-42",
+    "a",
+    "A:b_c.d-e",
+    "_x",
+    "x" * DEVICE_ID_MAX,
+    "x" * (DEVICE_ID_MAX + 1),
+    ".hidden",
+    "a/b",
+    "a b",
+    "",
+    "é",
+    "a\n",
+    "a\\b",
+]
+
+
+def _accepted_by_code(value: str) -> bool:
+    try:
+        check_device_id(value)
+    except InvalidDeviceId:
+        return False
+    return True
+
+
+def test_every_pattern_is_python_regex() -> None:
+    for pattern in _patterns(_document()):
+        re.compile(pattern)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js for ECMA-262 regexes")
+def test_every_pattern_is_ecma_regex_and_means_what_the_code_checks() -> None:
+    """JSON Schema patterns are ECMA-262 regexes: compile each in Node.js (with the `u` flag, as
+    JSON Schema validators do) and check the device id pattern accepts exactly what the code
+    accepts."""
+    patterns = sorted(set(_patterns(_document())))
+    script = """
+    const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    for (const p of input.patterns) new RegExp(p, "u");
+    const device = new RegExp(input.device, "u");
+    console.log(JSON.stringify(input.samples.map((s) => device.test(s))));
+    """
+    stdin = {"patterns": patterns, "device": f"^{DEVICE_ID_PATTERN}$", "samples": DEVICE_IDS}
+    ran = subprocess.run(
+        ["node", "-e", script],
+        input=json.dumps(stdin),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    ecma = json.loads(ran.stdout)
+    assert ecma == [_accepted_by_code(sample) for sample in DEVICE_IDS]
+
+
+# The documentation pages.
+
+
+def test_docs_page_and_assets_are_served_locally(client: TestClient) -> None:
+    page = client.get("/api/")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(src.startswith("/") for src in sources), sources
+    for src in sources:
+        assert client.get(src).status_code == 200, src
+    spec = client.get("/api/openapi.json").json()
+    assert spec["openapi"].startswith("3.")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 
 from mindproject.api import devices, docs, health, metrics, revocations, uploads
 from mindproject.api.errors import HANDLERS
@@ -27,9 +28,20 @@ from mindproject.middleware.request_id import RequestId
 from mindproject.middleware.request_metrics import RequestMetrics
 from mindproject.middleware.security_headers import SecurityHeaders
 from mindproject.observability import configure_logging
+from mindproject.openapi import openapi_document
 from mindproject.storage import Storage, open_storage
 
 log = logging.getLogger("mindproject")
+
+ROUTES: list[BaseRoute] = [
+    *health.routes,
+    *metrics.routes,
+    *docs.routes,
+    *devices.routes,
+    *uploads.routes,
+    *revocations.routes,
+    *devices.fallback_routes,
+]
 
 
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> Starlette:
@@ -94,15 +106,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         )
 
     app = Starlette(
-        routes=[
-            *health.routes,
-            *metrics.routes,
-            *docs.routes,
-            *devices.routes,
-            *uploads.routes,
-            *revocations.routes,
-            *devices.fallback_routes,
-        ],
+        routes=ROUTES,
         exception_handlers=HANDLERS,
         middleware=middleware,
         lifespan=lifespan,
@@ -110,6 +114,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.router.redirect_slashes = False
     app.router.default = SlashRedirect(app.router)
     app.state.settings = settings
+    # Built from the routes themselves: a route without an operation stops start-up here.
+    app.state.openapi = openapi_document(app.routes)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads_per_device)
     return app

@@ -16,14 +16,18 @@ from datetime import UTC, datetime
 
 from mindproject.errors import InvalidDeviceId, InvalidParameter, InvalidVersionId
 
+# The patterns are written in the syntax Python's `re` and JSON Schema (ECMA-262) share, so the
+# OpenAPI document uses them as they are (anchored there: JSON Schema patterns search).
 DEVICE_ID_MAX = 128
-_DEVICE_ID = re.compile(r"[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,127}")
+DEVICE_ID_PATTERN = rf"[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{{0,{DEVICE_ID_MAX - 1}}}"
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 
 # A version id is 16 digits of (10**16 - microseconds since the epoch) and 8 hex digits of
 # randomness: ids sort newest first as plain strings, so a backend that lists keys in order
 # (S3, SQLite) gives "latest" and "newest first" without sorting, and concurrent uploads in the
 # same microsecond still get distinct ids.
-_VERSION = re.compile(r"[0-9]{16}-[0-9a-f]{8}")
+VERSION_PATTERN = r"[0-9]{16}-[0-9a-f]{8}"
+_VERSION = re.compile(VERSION_PATTERN)
 _VERSION_EPOCH = 10**16
 
 
@@ -65,7 +69,8 @@ def encode_cursor(last: str) -> str:
     return base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
 
 
-_CURSOR = re.compile(r"[A-Za-z0-9_\-]{1,400}")
+CURSOR_PATTERN = r"[A-Za-z0-9_\-]{1,400}"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def decode_cursor(cursor: str) -> str:

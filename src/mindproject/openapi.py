@@ -1,252 +1,181 @@
 """The OpenAPI 3.1 description of the HTTP API, served at /api/openapi.json and rendered at /api/.
 
-Written out by hand, next to the routes it describes; tests check that every route is in it and
-schemathesis checks the running service against it.
+Built from the app's routes: each `ApiRoute` carries its `Operation` (declared beside the
+endpoint, in mindproject/api/), so a route deleted or added changes the document with it, and a
+route that has no operation stops the document, and so the app, from being built. Path
+parameters come from the route's path; patterns and limits from identifiers.py and params.py.
+This module adds what is common to every operation (the error body, X-Request-ID, bearer auth)
+and the JSON schemas of the answers.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Iterable
 from typing import Any
 
-from mindproject import __version__
+from starlette.routing import BaseRoute, Mount, Route
 
-_DEVICE_ID_PATTERN = r"^[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,127}$"
-_VERSION_PATTERN = r"^[0-9]{16}-[0-9a-f]{8}$"
+from mindproject import __version__
+from mindproject.api import params
+from mindproject.api.operation import Answer, ApiRoute, Header, Operation, Parameter
+from mindproject.identifiers import VERSION_PATTERN
+
+
+class UndescribedRoute(Exception):
+    """A route that is neither an ApiRoute nor marked include_in_schema=False."""
+
+
+# Path parameters by the name routes give them in their paths.
+PATH_PARAMETERS: dict[str, Parameter] = {
+    param.name: param for param in (params.DEVICE_ID_PARAM, params.VERSION_PARAM)
+}
+
+# Any request may be refused for its header size (middleware.header_limit, and on the wire
+# http_protocol.BoundedProtocol) before it reaches a route. The protocol's other wire-level
+# answers (400 malformed framing, 501 transfer codings) are in docs/security.md.
+EVERY_REQUEST_ERRORS = frozenset({431})
+
+REQUEST_ID = Header("X-Request-ID", {"type": "string"}, "Also in error bodies and the log lines")
+
+# What each error status means, and the headers it carries beyond X-Request-ID.
+ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
+    400: ("Invalid input (device id, version, parameter, body, checksum)", ()),
+    401: (
+        "Missing, invalid, expired or revoked bearer token",
+        (Header("WWW-Authenticate", {"type": "string"}, 'Bearer realm="mindproject", …'),),
+    ),
+    403: ("The token's role may not do this, or not on this device", ()),
+    404: ("No such device or upload", ()),
+    408: ("The request body stopped arriving", ()),
+    409: ("Idempotency-Key already used for different bytes", ()),
+    411: ("Neither Content-Length nor chunked encoding", ()),
+    413: ("Upload larger than the configured maximum", ()),
+    415: ("Body is neither multipart/form-data nor application/octet-stream", ()),
+    416: (
+        "Range outside the file",
+        (Header("Content-Range", {"type": "string"}, "bytes */SIZE"),),
+    ),
+    429: (
+        "Over the device's request rate or uploads in flight",
+        (Header("Retry-After", {"type": "string", "pattern": "^[0-9]+$"}, "Seconds to wait"),),
+    ),
+    431: ("Request headers too large", ()),
+    503: ("Storage unavailable (or, for /readyz, shutting down)", ()),
+    507: ("Storage full", ()),
+}
+
+
+def _headers(headers: Iterable[Header]) -> dict[str, Any]:
+    return {header.name: header.to_openapi() for header in (*headers, REQUEST_ID)}
+
+
+def _answer(answer: Answer) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "description": answer.description,
+        "headers": _headers(answer.headers),
+    }
+    if answer.media_type is not None:
+        schema = (
+            {"$ref": f"#/components/schemas/{answer.schema}"}
+            if answer.schema
+            else {"type": "string"}
+        )
+        described["content"] = {answer.media_type: {"schema": schema}}
+    return described
+
+
+def _operation(route: ApiRoute) -> dict[str, Any]:
+    operation: Operation = route.operation
+    path_parameters = [PATH_PARAMETERS[name] for name in route.param_convertors]
+    responses = {str(status): _answer(answer) for status, answer in operation.answers.items()}
+    for status in sorted(operation.errors | EVERY_REQUEST_ERRORS):
+        if status not in ERRORS:
+            raise UndescribedRoute(f"{route.method} {route.path}: no description of {status}")
+        responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    described: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "parameters": [p.to_openapi() for p in (*path_parameters, *operation.parameters)],
+        "responses": responses,
+    }
+    if operation.description:
+        described["description"] = operation.description
+    if operation.request_body is not None:
+        described["requestBody"] = dict(operation.request_body)
+    if not operation.authenticated:
+        described["security"] = []
+    return described
+
+
+def _paths(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
+    for route in routes:
+        if isinstance(route, ApiRoute):
+            item = paths.setdefault(route.path_format, {})
+            method = route.method.lower()
+            if method in item:
+                raise UndescribedRoute(f"{route.method} {route.path} is routed twice")
+            if route.operation.operation_id in operation_ids:
+                raise UndescribedRoute(f"operationId {route.operation.operation_id} used twice")
+            operation_ids.add(route.operation.operation_id)
+            item[method] = _operation(route)
+        elif isinstance(route, Route) and not route.include_in_schema:
+            continue  # deliberately not an operation (the docs pages, the fallback route)
+        elif isinstance(route, Mount) and not route.routes:
+            continue  # static files (the docs' assets)
+        else:
+            raise UndescribedRoute(
+                f"{route!r} has no Operation: make it an ApiRoute with one, or mark it "
+                "include_in_schema=False"
+            )
+    return paths
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    description, headers = ERRORS[status]
+    return {
+        "description": description,
+        "headers": _headers(headers),
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The document for these routes (an app's `routes`)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MindProject telemetry upload API",
+            "version": __version__,
+            "description": "Devices upload telemetry files; operators list and download them. "
+            "Every answer carries X-Request-ID (a sane incoming X-Request-ID is kept).",
+        },
+        "paths": _paths(routes),
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "responses": {f"E{status}": _error_response(status) for status in ERRORS},
+            "schemas": _schemas(),
+        },
+    }
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    texts = {
-        400: "Invalid input (device id, parameter, body, checksum)",
-        401: "Missing, invalid, expired or revoked bearer token",
-        403: "The token's role may not do this, or not on this device",
-        404: "No such device or upload",
-        408: "The request body stopped arriving",
-        409: "Idempotency-Key already used for different bytes",
-        411: "Neither Content-Length nor chunked encoding",
-        413: "Upload larger than the configured maximum",
-        415: "Body is neither multipart/form-data nor application/octet-stream",
-        416: "Range outside the file",
-        429: "Over the device's request rate or uploads in flight (see Retry-After)",
-        431: "Request headers too large",
-        503: "Storage unavailable",
-        507: "Storage full",
-    }
-    return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses if s in texts} | {
-        "default": {"$ref": "#/components/responses/Error"}
-    }
-
-
-# Every call under /api/devices/ and /api/revocations/ is authenticated and may be refused so.
-_AUTH = (401, 403, 429, 431)
-
-
-def _bytes_response(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "headers": {
-            "ETag": {"schema": {"type": "string"}},
-            "X-Content-SHA256": {"schema": {"type": "string"}},
-        },
-        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
-    }
-
-
-_DOWNLOAD_PARAMS = [
-    {"$ref": "#/components/parameters/encoding"},
-    {
-        "name": "Range",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "bytes=START-END (raw encoding only)",
-    },
-]
-
-
-def _download(summary: str, operation_id: str) -> dict[str, Any]:
-    return {
-        "summary": summary,
-        "operationId": operation_id,
-        "parameters": _DOWNLOAD_PARAMS,
-        "responses": {
-            "200": _bytes_response("The file, base64-encoded or raw"),
-            "206": _bytes_response("Part of the raw file"),
-            "304": {"description": "Not modified (If-None-Match)"},
-        }
-        | _errors(400, *_AUTH, 404, 416, 503),
-    }
-
-
-@cache
-def openapi_document() -> dict[str, Any]:
-    device = {"$ref": "#/components/parameters/device_id"}
-    version = {"$ref": "#/components/parameters/version"}
-    paths: dict[str, Any] = {
-        "/api/devices/": {
-            "get": {
-                "summary": "List device ids (sorted, paginated)",
-                "operationId": "listDevices",
-                "parameters": [
-                    {"$ref": "#/components/parameters/limit"},
-                    {"$ref": "#/components/parameters/cursor"},
-                    {
-                        "name": "prefix",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "pattern": _DEVICE_ID_PATTERN},
-                    },
-                ],
-                "responses": {"200": _json(_ref("DeviceList"), "A page of device ids")}
-                | _errors(400, *_AUTH, 503),
-            }
-        },
-        "/api/devices/{device_id}": {
-            "parameters": [device],
-            "put": {
-                "summary": "Upload a telemetry file (multipart field `file`, or a raw body)",
-                "operationId": "upload",
-                "parameters": [
-                    {
-                        "name": "Content-Digest",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "sha-256=:<base64>: (RFC 9530)",
-                    },
-                    {
-                        "name": "Content-MD5",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "pattern": _DEVICE_ID_PATTERN},
-                        "description": "A retry with the same key stores nothing new and "
-                        "answers the earlier version (replayed: true); other bytes are a 409",
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["file"],
-                                "properties": {"file": {"type": "string", "format": "binary"}},
-                            }
-                        },
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        },
-                    },
-                },
-                "responses": {"200": _json(_ref("UploadResult"), "Stored, durably")}
-                | _errors(400, *_AUTH, 408, 409, 411, 413, 415, 503, 507),
-            },
-            "get": _download(
-                "Download the latest upload (base64 by default, or raw)", "downloadLatest"
-            ),
-            "delete": {
-                "summary": "Delete every upload of a device",
-                "operationId": "deleteDevice",
-                "responses": {"200": _json(_ref("DeviceDeleted"), "Deleted")}
-                | _errors(400, *_AUTH, 404, 503),
-            },
-        },
-        "/api/devices/{device_id}/uploads": {
-            "parameters": [device],
-            "get": {
-                "summary": "List a device's uploads, newest first",
-                "operationId": "listUploads",
-                "parameters": [
-                    {"$ref": "#/components/parameters/limit"},
-                    {"$ref": "#/components/parameters/cursor"},
-                ],
-                "responses": {"200": _json(_ref("UploadList"), "A page of uploads")}
-                | _errors(400, *_AUTH, 404, 503),
-            },
-        },
-        "/api/devices/{device_id}/uploads/{version}": {
-            "parameters": [device, version],
-            "get": _download("Download one upload", "downloadUpload"),
-            "delete": {
-                "summary": "Delete one upload",
-                "operationId": "deleteUpload",
-                "responses": {"200": _json(_ref("UploadDeleted"), "Deleted")}
-                | _errors(400, *_AUTH, 404, 503),
-            },
-        },
-        "/api/revocations/": {
-            "get": {
-                "summary": "List revoked devices (admin)",
-                "operationId": "listRevocations",
-                "responses": {"200": _json(_ref("RevocationList"), "Revoked devices")}
-                | _errors(*_AUTH, 503),
-            }
-        },
-        "/api/revocations/{device_id}": {
-            "parameters": [device],
-            "put": {
-                "summary": "Revoke every token of a device issued until now (admin)",
-                "operationId": "revokeDevice",
-                "responses": {"200": _json(_ref("Revocation"), "Revoked")}
-                | _errors(400, *_AUTH, 503),
-            },
-            "delete": {
-                "summary": "Lift a device's revocation (admin)",
-                "operationId": "unrevokeDevice",
-                "responses": {"200": _json(_ref("Revocation"), "Lifted")}
-                | _errors(400, *_AUTH, 503),
-            },
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (text format)",
-                "operationId": "metrics",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "Metrics",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness: the process answers",
-                "operationId": "healthz",
-                "security": [],
-                "responses": {"200": _json(_ref("Status"), "Alive")},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: storage answers and the process is not shutting down",
-                "operationId": "readyz",
-                "security": [],
-                "responses": {"200": _json(_ref("Status"), "Ready")} | _errors(503),
-            }
-        },
-    }
+def _schemas() -> dict[str, Any]:
+    device_id = {"type": "string", "pattern": params.DEVICE_ID_PARAM.schema["pattern"]}
+    version = {"type": "string", "pattern": f"^{VERSION_PATTERN}$"}
     upload_info = {
         "type": "object",
         "required": ["device_id", "version", "size", "sha256", "uploaded_at"],
         "properties": {
-            "device_id": {"type": "string"},
-            "version": {"type": "string", "pattern": _VERSION_PATTERN},
+            "device_id": device_id,
+            "version": version,
             "size": {"type": "integer", "minimum": 0},
             "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             "uploaded_at": {"type": "string", "format": "date-time"},
@@ -254,136 +183,86 @@ def openapi_document() -> dict[str, Any]:
             "content_type": {"type": ["string", "null"]},
         },
     }
-    error_response = _json(_ref("Error"), "Error")
     return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "MindProject telemetry upload API",
-            "version": __version__,
-            "description": "Devices upload telemetry files; operators list and download them.",
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "request_id"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "request_id": {"type": "string"},
+                    },
+                }
+            },
         },
-        "paths": paths,
-        "security": [{"bearer": []}],
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        "UploadInfo": upload_info,
+        "UploadResult": {
+            "allOf": [
+                upload_info,
+                {
+                    "type": "object",
+                    "required": ["message", "replayed"],
+                    "properties": {
+                        "message": {"type": "string"},
+                        "replayed": {"type": "boolean"},
+                    },
+                },
+            ]
+        },
+        "DeviceList": {
+            "type": "object",
+            "required": ["TelemetryDataDownloads", "next_cursor"],
+            "properties": {
+                "TelemetryDataDownloads": {"type": "array", "items": device_id},
+                "next_cursor": {"type": ["string", "null"]},
             },
-            "parameters": {
-                "device_id": {
-                    "name": "device_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": _DEVICE_ID_PATTERN},
-                },
-                "version": {
-                    "name": "version",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": _VERSION_PATTERN},
-                },
-                "limit": {
-                    "name": "limit",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                },
-                "cursor": {
-                    "name": "cursor",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string"},
-                    "description": "next_cursor of the previous page",
-                },
-                "encoding": {
-                    "name": "encoding",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "enum": ["base64", "raw"]},
-                },
+        },
+        "UploadList": {
+            "type": "object",
+            "required": ["device_id", "uploads", "next_cursor"],
+            "properties": {
+                "device_id": device_id,
+                "uploads": {"type": "array", "items": _ref("UploadInfo")},
+                "next_cursor": {"type": ["string", "null"]},
             },
-            "responses": {
-                f"E{s}": error_response
-                for s in (400, 401, 403, 404, 408, 409, 411, 413, 415, 416, 429, 431, 503, 507)
-            }
-            | {"Error": error_response},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message", "request_id"],
-                            "properties": {
-                                "code": {"type": "string"},
-                                "message": {"type": "string"},
-                                "request_id": {"type": "string"},
-                            },
-                        }
-                    },
-                },
-                "UploadInfo": upload_info,
-                "UploadResult": {
-                    "allOf": [
-                        upload_info,
-                        {
-                            "type": "object",
-                            "required": ["message", "replayed"],
-                            "properties": {
-                                "message": {"type": "string"},
-                                "replayed": {"type": "boolean"},
-                            },
-                        },
-                    ]
-                },
-                "DeviceList": {
-                    "type": "object",
-                    "required": ["TelemetryDataDownloads", "next_cursor"],
-                    "properties": {
-                        "TelemetryDataDownloads": {"type": "array", "items": {"type": "string"}},
-                        "next_cursor": {"type": ["string", "null"]},
-                    },
-                },
-                "UploadList": {
-                    "type": "object",
-                    "required": ["device_id", "uploads", "next_cursor"],
-                    "properties": {
-                        "device_id": {"type": "string"},
-                        "uploads": {"type": "array", "items": _ref("UploadInfo")},
-                        "next_cursor": {"type": ["string", "null"]},
-                    },
-                },
-                "DeviceDeleted": {
-                    "type": "object",
-                    "required": ["device_id", "deleted_uploads"],
-                    "properties": {
-                        "device_id": {"type": "string"},
-                        "deleted_uploads": {"type": "integer"},
-                    },
-                },
-                "UploadDeleted": {
-                    "type": "object",
-                    "required": ["device_id", "version", "deleted"],
-                    "properties": {
-                        "device_id": {"type": "string"},
-                        "version": {"type": "string"},
-                        "deleted": {"type": "boolean"},
-                    },
-                },
-                "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
-                "Revocation": {
-                    "type": "object",
-                    "required": ["device_id", "revoked_at"],
-                    "properties": {
-                        "device_id": {"type": "string"},
-                        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-                    },
-                },
-                "RevocationList": {
-                    "type": "object",
-                    "required": ["revocations"],
-                    "properties": {"revocations": {"type": "array", "items": _ref("Revocation")}},
-                },
+        },
+        "DeviceDeleted": {
+            "type": "object",
+            "required": ["device_id", "deleted_uploads"],
+            "properties": {
+                "device_id": device_id,
+                "deleted_uploads": {"type": "integer", "minimum": 0},
             },
+        },
+        "UploadDeleted": {
+            "type": "object",
+            "required": ["device_id", "version", "deleted"],
+            "properties": {
+                "device_id": device_id,
+                "version": version,
+                "deleted": {"type": "boolean"},
+            },
+        },
+        "Status": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string"}},
+        },
+        "Revocation": {
+            "type": "object",
+            "required": ["device_id", "revoked_at"],
+            "properties": {
+                "device_id": device_id,
+                "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "RevocationList": {
+            "type": "object",
+            "required": ["revocations"],
+            "properties": {"revocations": {"type": "array", "items": _ref("Revocation")}},
         },
     }

@@ -7,13 +7,44 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mindproject.api import params
-from mindproject.api.downloads import download
-from mindproject.api.request_body import read_upload
+from mindproject.api.downloads import download, download_operation
+from mindproject.api.operation import Answer, ApiRoute, Header, Operation
+from mindproject.api.request_body import (
+    CONTENT_DIGEST,
+    CONTENT_MD5,
+    UPLOAD_BODY,
+    X_FILENAME,
+    read_upload,
+)
 from mindproject.auth.access import Action
 from mindproject.errors import InvalidDeviceId
 from mindproject.identifiers import encode_cursor
 from mindproject.metrics import UPLOADS, upload_outcome
 from mindproject.uploading import store_upload
+
+PAGE_SIZE = 1000  # the seed answered every device id at once; pages keep that size by default
+
+UPLOAD = Operation(
+    operation_id="upload",
+    summary="Upload a telemetry file (multipart field `file`, or a raw body)",
+    parameters=(CONTENT_DIGEST, CONTENT_MD5, X_FILENAME, params.IDEMPOTENCY_KEY_PARAM),
+    request_body=UPLOAD_BODY,
+    answers={
+        200: Answer(
+            "Stored, durably (or, with a known Idempotency-Key, the version stored before)",
+            schema="UploadResult",
+            headers=(
+                Header(
+                    "Idempotent-Replayed",
+                    {"type": "string", "enum": ["true"]},
+                    "Present when the answer replays an earlier upload with the same key",
+                    required=False,
+                ),
+            ),
+        )
+    },
+    errors=frozenset({400, 401, 403, 408, 409, 411, 413, 415, 429, 503, 507}),
+)
 
 
 async def upload(request: Request) -> Response:
@@ -48,15 +79,29 @@ async def upload(request: Request) -> Response:
     )
 
 
+LIST_DEVICES = Operation(
+    operation_id="listDevices",
+    summary="List device ids (sorted, paginated)",
+    parameters=(params.limit_param(PAGE_SIZE), params.CURSOR_PARAM, params.PREFIX_PARAM),
+    answers={200: Answer("A page of device ids", schema="DeviceList")},
+    errors=frozenset({400, 401, 403, 503}),
+)
+
+
 async def list_devices(request: Request) -> Response:
     await params.authorize(request, Action.LIST_DEVICES)
     page = await params.storage(request).list_devices(
         prefix=params.prefix(request),
         after=params.device_cursor(request),
-        limit=params.limit(request, default=1000),
+        limit=params.limit(request, default=PAGE_SIZE),
     )
     cursor = encode_cursor(page.last) if page.last else None
     return JSONResponse({"TelemetryDataDownloads": page.items, "next_cursor": cursor})
+
+
+DOWNLOAD_LATEST = download_operation(
+    "downloadLatest", "Download the latest upload (base64 by default, or raw)"
+)
 
 
 async def download_latest(request: Request) -> Response:
@@ -64,6 +109,14 @@ async def download_latest(request: Request) -> Response:
     await params.authorize(request, Action.READ, device_id)
     storage = params.storage(request)
     return download(request, storage, await storage.latest(device_id))
+
+
+DELETE_DEVICE = Operation(
+    operation_id="deleteDevice",
+    summary="Delete every upload of a device (admin)",
+    answers={200: Answer("Deleted", schema="DeviceDeleted")},
+    errors=frozenset({400, 401, 403, 404, 503, 507}),
+)
 
 
 async def delete_device(request: Request) -> Response:
@@ -80,12 +133,18 @@ async def invalid_path(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/devices/", list_devices, methods=["GET"]),
-    Route("/api/devices/{device_id}", upload, methods=["PUT"]),
-    Route("/api/devices/{device_id}", download_latest, methods=["GET"]),
-    Route("/api/devices/{device_id}", delete_device, methods=["DELETE"]),
+    ApiRoute("/api/devices/", "GET", list_devices, LIST_DEVICES),
+    ApiRoute("/api/devices/{device_id}", "PUT", upload, UPLOAD),
+    ApiRoute("/api/devices/{device_id}", "GET", download_latest, DOWNLOAD_LATEST),
+    ApiRoute("/api/devices/{device_id}", "DELETE", delete_device, DELETE_DEVICE),
 ]
-# Anything else under /api/devices/ (encoded slashes, traversal, empty ids) is a bad device id.
+# Anything else under /api/devices/ (encoded slashes, traversal, empty ids) is a bad device id:
+# not an operation of its own, so not in the OpenAPI document.
 fallback_routes = [
-    Route("/api/devices/{rest:path}", invalid_path, methods=["GET", "PUT", "DELETE"]),
+    Route(
+        "/api/devices/{rest:path}",
+        invalid_path,
+        methods=["GET", "PUT", "DELETE"],
+        include_in_schema=False,
+    ),
 ]

@@ -9,8 +9,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from mindproject.openapi import openapi_document
-
 ASSETS = "/api/docs-assets"
 
 _PAGE = f"""<!DOCTYPE html>
@@ -47,12 +45,14 @@ async def init_script(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    # Built once, by create_app, from the app's own routes.
+    return JSONResponse(request.app.state.openapi)
 
 
+# The documentation itself is not an operation of the API: not in the document.
 routes = [
-    Route("/api/", page, methods=["GET"]),
-    Route("/api/docs.js", init_script, methods=["GET"]),
-    Route("/api/openapi.json", openapi, methods=["GET"]),
+    Route("/api/", page, methods=["GET"], include_in_schema=False),
+    Route("/api/docs.js", init_script, methods=["GET"], include_in_schema=False),
+    Route("/api/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     Mount(ASSETS, app=StaticFiles(directory=swagger_ui_path), name="docs-assets"),
 ]

@@ -10,7 +10,9 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from mindproject.api.operation import Answer, Header, Operation, Parameter
 from mindproject.errors import InvalidParameter, RangeNotSatisfiable
+from mindproject.identifiers import VERSION_PATTERN
 from mindproject.storage import Storage, UploadInfo
 from mindproject.streams import base64_chunks, base64_length
 
@@ -18,13 +20,29 @@ _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 # A refused Range is quoted back in the error message, at most this long.
 _QUOTED_RANGE_CHARS = 64
 
+ENCODING = Parameter(
+    "encoding",
+    "query",
+    {"type": "string", "enum": ["base64", "raw"], "default": "base64"},
+    "base64: the file as base64 text (the seed's answer); raw: the bytes",
+)
+RANGE = Parameter(
+    "Range",
+    "header",
+    {"type": "string"},
+    "bytes=START-END, START- or -LENGTH (raw only; one range)",
+)
+IF_NONE_MATCH = Parameter(
+    "If-None-Match", "header", {"type": "string"}, "An ETag from an earlier download: 304 if same"
+)
+
 
 def _etag(info: UploadInfo, encoding: str) -> str:
     return f'"{info.sha256}"' if encoding == "raw" else f'"{info.sha256}-b64"'
 
 
 def _not_modified(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
+    header = request.headers.get(IF_NONE_MATCH.name)
     if not header:
         return False
     tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
@@ -55,7 +73,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def download(request: Request, storage: Storage, info: UploadInfo) -> Response:
-    encoding = request.query_params.get("encoding", "base64")
+    encoding = request.query_params.get(ENCODING.name, "base64")
     if encoding not in ("base64", "raw"):
         raise InvalidParameter("encoding must be base64 or raw")
     etag = _etag(info, encoding)
@@ -77,7 +95,7 @@ def download(request: Request, storage: Storage, info: UploadInfo) -> Response:
     headers["Accept-Ranges"] = "bytes"
     if info.filename:
         headers["Content-Disposition"] = _attachment(info.filename)
-    span = _byte_range(request.headers.get("range"), info.size)
+    span = _byte_range(request.headers.get(RANGE.name), info.size)
     status = 200
     start, end = 0, info.size
     if span is not None:
@@ -98,3 +116,44 @@ def _attachment(filename: str) -> str:
 
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+
+
+# What download() answers, for the operations that use it.
+_ALWAYS = (
+    Header("ETag", {"type": "string"}, "The sha256 in quotes (with -b64 for base64)"),
+    Header("X-Version", {"type": "string", "pattern": f"^{VERSION_PATTERN}$"}, "The version id"),
+    Header("X-Content-SHA256", {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "Of the file"),
+    Header("Cache-Control", {"type": "string"}, "private, no-cache"),
+)
+_RAW_ONLY = (
+    Header("Accept-Ranges", {"type": "string"}, "bytes (raw only)", required=False),
+    Header(
+        "Content-Disposition",
+        {"type": "string"},
+        "attachment with the upload's file name (raw, when it has one)",
+        required=False,
+    ),
+)
+_CONTENT_RANGE = Header("Content-Range", {"type": "string"}, "bytes START-END/SIZE")
+
+
+def download_operation(operation_id: str, summary: str) -> Operation:
+    return Operation(
+        operation_id=operation_id,
+        summary=summary,
+        parameters=(ENCODING, RANGE, IF_NONE_MATCH),
+        answers={
+            200: Answer(
+                "The file, base64 or raw",
+                media_type="application/octet-stream",
+                headers=(*_ALWAYS, *_RAW_ONLY),
+            ),
+            206: Answer(
+                "Part of the raw file",
+                media_type="application/octet-stream",
+                headers=(*_ALWAYS, *_RAW_ONLY, _CONTENT_RANGE),
+            ),
+            304: Answer("Not modified (If-None-Match)", media_type=None, headers=_ALWAYS),
+        },
+        errors=frozenset({400, 401, 403, 404, 416, 429, 503}),
+    )

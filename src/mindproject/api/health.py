@@ -6,17 +6,34 @@ import asyncio
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from mindproject import lifecycle
 from mindproject.api import params
+from mindproject.api.operation import Answer, ApiRoute, Operation
 from mindproject.errors import StorageUnavailable
 
 READINESS_TIMEOUT_SECONDS = 3.0
 
+HEALTHZ = Operation(
+    operation_id="healthz",
+    summary="Liveness: the process answers",
+    answers={200: Answer("Alive", schema="Status")},
+    errors=frozenset(),
+    authenticated=False,
+)
+
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+READYZ = Operation(
+    operation_id="readyz",
+    summary="Readiness: storage answers and the process is not shutting down",
+    answers={200: Answer("Ready", schema="Status")},
+    errors=frozenset({503}),
+    authenticated=False,
+)
 
 
 async def readyz(request: Request) -> Response:
@@ -29,4 +46,7 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+routes = [
+    ApiRoute("/healthz", "GET", healthz, HEALTHZ),
+    ApiRoute("/readyz", "GET", readyz, READYZ),
+]

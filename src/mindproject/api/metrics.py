@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from mindproject.api.operation import Answer, ApiRoute, Operation
 from mindproject.metrics import exposition
+
+METRICS = Operation(
+    operation_id="metrics",
+    summary="Prometheus metrics (text format)",
+    answers={200: Answer("Metrics", media_type="text/plain")},
+    errors=frozenset(),
+    authenticated=False,
+)
 
 
 async def metrics(request: Request) -> Response:
@@ -14,4 +22,4 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-routes = [Route("/metrics", metrics, methods=["GET"])]
+routes = [ApiRoute("/metrics", "GET", metrics, METRICS)]

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from mindproject.api.operation import Parameter
 from mindproject.auth.access import Action, require
 from mindproject.auth.tokens import Principal, Role
 from mindproject.errors import InvalidDeviceId, InvalidParameter, InvalidVersionId
-from mindproject.identifiers import check_device_id, check_version_id, decode_cursor
+from mindproject.identifiers import (
+    CURSOR_PATTERN,
+    DEVICE_ID_MAX,
+    DEVICE_ID_PATTERN,
+    VERSION_PATTERN,
+    check_device_id,
+    check_version_id,
+    decode_cursor,
+)
 from mindproject.storage import Storage
 
 MAX_LIMIT = 1000
@@ -90,3 +99,47 @@ def prefix(request: Request) -> str:
     if raw:
         check_device_id(raw)
     return raw
+
+
+# The parameters above as the OpenAPI document describes them. tests/test_openapi.py checks that
+# each route reads exactly the query and header parameters its operation lists.
+_DEVICE_ID_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": DEVICE_ID_MAX,
+    "pattern": f"^{DEVICE_ID_PATTERN}$",
+}
+DEVICE_ID_PARAM = Parameter(
+    "device_id",
+    "path",
+    _DEVICE_ID_SCHEMA,
+    f"1-{DEVICE_ID_MAX} characters of A-Z a-z 0-9 . _ : -, not starting with a dot",
+)
+VERSION_PARAM = Parameter(
+    "version", "path", {"type": "string", "pattern": f"^{VERSION_PATTERN}$"}, "A version id"
+)
+CURSOR_PARAM = Parameter(
+    "cursor",
+    "query",
+    {"type": "string", "pattern": f"^{CURSOR_PATTERN}$"},
+    "next_cursor of the previous page (opaque)",
+)
+PREFIX_PARAM = Parameter(
+    "prefix", "query", _DEVICE_ID_SCHEMA, "Only device ids that start with this"
+)
+IDEMPOTENCY_KEY_PARAM = Parameter(
+    "Idempotency-Key",
+    "header",
+    _DEVICE_ID_SCHEMA,
+    "A retry with the same key stores nothing new and answers the earlier version "
+    "(replayed: true, Idempotent-Replayed: true); other bytes under the same key are a 409",
+)
+
+
+def limit_param(default: int) -> Parameter:
+    return Parameter(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": default},
+        "Page size",
+    )

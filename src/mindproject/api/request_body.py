@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from mindproject.api.operation import Parameter
 from mindproject.errors import (
     BadRequest,
     ClientDisconnected,
@@ -17,6 +18,7 @@ from mindproject.errors import (
     UnsupportedMediaType,
 )
 from mindproject.multipart import (
+    FILE_FIELD,
     MAX_OTHER_FIELDS_BYTES,
     MultipartFile,
     boundary_of,
@@ -25,6 +27,33 @@ from mindproject.multipart import (
 from mindproject.streams import ExpectedDigests, MeasuredStream
 
 RAW_TYPES = ("application/octet-stream",)
+
+CONTENT_DIGEST = Parameter(
+    "Content-Digest",
+    "header",
+    {"type": "string"},
+    "sha-256=:<base64>: or sha-512=:<base64>: (RFC 9530), of the file: verified, 400 if not",
+)
+CONTENT_MD5 = Parameter(
+    "Content-MD5", "header", {"type": "string"}, "base64 MD5 of the file: verified, 400 if not"
+)
+X_FILENAME = Parameter(
+    "X-Filename", "header", {"type": "string"}, "The file's name, for a raw (not multipart) body"
+)
+# The body as the OpenAPI document describes it.
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 # A multipart body is the file plus boundaries, part headers and small fields: the exact limit is
 # enforced on the file bytes while streaming; Content-Length is checked with this much slack.
 ENVELOPE_ALLOWANCE = MAX_OTHER_FIELDS_BYTES + 16 * 1024
@@ -77,7 +106,7 @@ async def read_upload(request: Request, max_bytes: int, body_timeout: float) -> 
     is_form = media_type == "multipart/form-data"
     length = _declared_length(request, max_bytes + (ENVELOPE_ALLOWANCE if is_form else 0))
     expected = ExpectedDigests.from_headers(
-        request.headers.get("content-digest"), request.headers.get("content-md5")
+        request.headers.get(CONTENT_DIGEST.name), request.headers.get(CONTENT_MD5.name)
     )
     if is_form:
         form = MultipartFile(_socket_chunks(request, body_timeout), boundary_of(content_type))
@@ -92,7 +121,7 @@ async def read_upload(request: Request, max_bytes: int, body_timeout: float) -> 
             expected=expected,
             declared_length=length,
         )
-        filename = request.headers.get("x-filename", "").encode("latin-1", errors="replace")
+        filename = request.headers.get(X_FILENAME.name, "").encode("latin-1", errors="replace")
         return UploadBody(stream, clean_filename(filename), media_type or None)
     raise UnsupportedMediaType(
         "send multipart/form-data with a 'file' field, or application/octet-stream"

@@ -7,15 +7,23 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from mindproject.api import params
+from mindproject.api.operation import Answer, ApiRoute, Operation
 from mindproject.auth.access import Action
 from mindproject.identifiers import format_time
 
 
 def _when(epoch: float) -> str:
     return format_time(datetime.fromtimestamp(epoch, tz=UTC))
+
+
+LIST_REVOCATIONS = Operation(
+    operation_id="listRevocations",
+    summary="List revoked devices (admin)",
+    answers={200: Answer("Revoked devices", schema="RevocationList")},
+    errors=frozenset({401, 403, 503}),
+)
 
 
 async def list_revocations(request: Request) -> Response:
@@ -31,6 +39,14 @@ async def list_revocations(request: Request) -> Response:
     )
 
 
+REVOKE = Operation(
+    operation_id="revokeDevice",
+    summary="Revoke every token of a device issued until now (admin)",
+    answers={200: Answer("Revoked", schema="Revocation")},
+    errors=frozenset({400, 401, 403, 503, 507}),
+)
+
+
 async def revoke(request: Request) -> Response:
     device_id = params.device_id(request)
     await params.authorize(request, Action.MANAGE_REVOCATIONS)
@@ -38,6 +54,14 @@ async def revoke(request: Request) -> Response:
     await params.storage(request).set_revocation(device_id, revoked_at)
     request.app.state.authenticator.revocations.forget_cache()
     return JSONResponse({"device_id": device_id, "revoked_at": _when(revoked_at)})
+
+
+LIFT = Operation(
+    operation_id="unrevokeDevice",
+    summary="Lift a device's revocation (admin)",
+    answers={200: Answer("Lifted", schema="Revocation")},
+    errors=frozenset({400, 401, 403, 503, 507}),
+)
 
 
 async def lift(request: Request) -> Response:
@@ -49,7 +73,7 @@ async def lift(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/revocations/", list_revocations, methods=["GET"]),
-    Route("/api/revocations/{device_id}", revoke, methods=["PUT"]),
-    Route("/api/revocations/{device_id}", lift, methods=["DELETE"]),
+    ApiRoute("/api/revocations/", "GET", list_revocations, LIST_REVOCATIONS),
+    ApiRoute("/api/revocations/{device_id}", "PUT", revoke, REVOKE),
+    ApiRoute("/api/revocations/{device_id}", "DELETE", lift, LIFT),
 ]

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from mindproject.api import params
-from mindproject.api.downloads import download
+from mindproject.api.downloads import download, download_operation
+from mindproject.api.operation import Answer, ApiRoute, Operation
 from mindproject.auth.access import Action
 from mindproject.identifiers import encode_cursor
+
+PAGE_SIZE = 100
+
+LIST_UPLOADS = Operation(
+    operation_id="listUploads",
+    summary="List a device's uploads, newest first (paginated)",
+    parameters=(params.limit_param(PAGE_SIZE), params.CURSOR_PARAM),
+    answers={200: Answer("A page of uploads", schema="UploadList")},
+    errors=frozenset({400, 401, 403, 404, 429, 503}),
+)
 
 
 async def list_uploads(request: Request) -> Response:
     device_id = params.device_id(request)
     await params.authorize(request, Action.READ, device_id)
     page = await params.storage(request).list_uploads(
-        device_id, after=params.version_cursor(request), limit=params.limit(request, default=100)
+        device_id,
+        after=params.version_cursor(request),
+        limit=params.limit(request, default=PAGE_SIZE),
     )
     cursor = encode_cursor(page.last) if page.last else None
     return JSONResponse(
@@ -28,11 +40,22 @@ async def list_uploads(request: Request) -> Response:
     )
 
 
+GET_UPLOAD = download_operation("downloadUpload", "Download one upload (base64 by default, or raw)")
+
+
 async def get_upload(request: Request) -> Response:
     device_id, version = params.device_id(request), params.version_id(request)
     await params.authorize(request, Action.READ, device_id)
     storage = params.storage(request)
     return download(request, storage, await storage.get(device_id, version))
+
+
+DELETE_UPLOAD = Operation(
+    operation_id="deleteUpload",
+    summary="Delete one upload (admin)",
+    answers={200: Answer("Deleted", schema="UploadDeleted")},
+    errors=frozenset({400, 401, 403, 404, 503, 507}),
+)
 
 
 async def delete_upload(request: Request) -> Response:
@@ -43,7 +66,7 @@ async def delete_upload(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/devices/{device_id}/uploads", list_uploads, methods=["GET"]),
-    Route("/api/devices/{device_id}/uploads/{version}", get_upload, methods=["GET"]),
-    Route("/api/devices/{device_id}/uploads/{version}", delete_upload, methods=["DELETE"]),
+    ApiRoute("/api/devices/{device_id}/uploads", "GET", list_uploads, LIST_UPLOADS),
+    ApiRoute("/api/devices/{device_id}/uploads/{version}", "GET", get_upload, GET_UPLOAD),
+    ApiRoute("/api/devices/{device_id}/uploads/{version}", "DELETE", delete_upload, DELETE_UPLOAD),
 ]
