@@ -525,3 +525,13 @@ def test_docs_page_and_assets_are_served_locally(client: TestClient) -> None:
         assert client.get(src).status_code == 200, src
     spec = client.get("/api/openapi.json").json()
     assert spec["openapi"].startswith("3.")
+
+
+def test_docs_serve_only_the_files_the_page_uses_and_keep_no_token(client: TestClient) -> None:
+    """The bundle's stock pages (inline scripts, their own config) are not served, and Swagger
+    does not keep the pasted bearer token in localStorage."""
+    for stock in ("index.html", "oauth2-redirect.html", "swagger-initializer.js", "index.j2"):
+        assert client.get(f"/api/docs-assets/{stock}").status_code == 404, stock
+    script = client.get("/api/docs.js").text
+    assert "persistAuthorization: false" in script
+    assert "localStorage" not in script

@@ -3,10 +3,11 @@ CDN) and the OpenAPI description at `/api/openapi.json`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 from swagger_ui_bundle import swagger_ui_path
 
 ASSETS = "/api/docs-assets"
@@ -26,12 +27,14 @@ _PAGE = f"""<!DOCTYPE html>
 </html>
 """
 
-# In a file of its own so that a strict Content-Security-Policy (no inline scripts) holds.
+# In a file of its own so that a strict Content-Security-Policy (no inline scripts) holds. The
+# token pasted into "Authorize" stays in the page's memory: persistAuthorization would keep it in
+# localStorage, readable by any script of this origin long after.
 _INIT = """window.ui = SwaggerUIBundle({
   url: "/api/openapi.json",
   dom_id: "#swagger-ui",
   deepLinking: true,
-  persistAuthorization: true
+  persistAuthorization: false
 });
 """
 
@@ -44,6 +47,16 @@ async def init_script(request: Request) -> Response:
     return Response(_INIT, media_type="text/javascript")
 
 
+# Only the files the page loads: the bundle's stock index.html and oauth2-redirect.html (with their
+# inline scripts and their own configuration) are not served.
+ASSET_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
+
+
+async def asset(request: Request) -> Response:
+    name = request.url.path.rpartition("/")[2]
+    return FileResponse(Path(swagger_ui_path) / name)
+
+
 async def openapi(request: Request) -> Response:
     # Built once, by create_app, from the app's own routes.
     return JSONResponse(request.app.state.openapi)
@@ -54,5 +67,8 @@ routes = [
     Route("/api/", page, methods=["GET"], include_in_schema=False),
     Route("/api/docs.js", init_script, methods=["GET"], include_in_schema=False),
     Route("/api/openapi.json", openapi, methods=["GET"], include_in_schema=False),
-    Mount(ASSETS, app=StaticFiles(directory=swagger_ui_path), name="docs-assets"),
+    *(
+        Route(f"{ASSETS}/{name}", asset, methods=["GET"], include_in_schema=False)
+        for name in ASSET_FILES
+    ),
 ]
