@@ -16,6 +16,7 @@ from mindproject.api.request_body import (
     X_FILENAME,
     read_upload,
 )
+from mindproject.api.upload_json import upload_json
 from mindproject.auth.access import Action
 from mindproject.errors import InvalidDeviceId
 from mindproject.identifiers import encode_cursor
@@ -72,7 +73,7 @@ async def upload(request: Request) -> Response:
     return JSONResponse(
         {
             "message": f"File uploaded for Device ID - {device_id}",
-            **stored.info.to_json(),
+            **upload_json(stored.info),
             "replayed": stored.replayed,
         },
         headers={"Idempotent-Replayed": "true"} if stored.replayed else None,

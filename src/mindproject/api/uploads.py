@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 from mindproject.api import params
 from mindproject.api.downloads import download, download_operation
 from mindproject.api.operation import Answer, ApiRoute, Operation
+from mindproject.api.upload_json import upload_json
 from mindproject.auth.access import Action
 from mindproject.identifiers import encode_cursor
 
@@ -34,7 +35,7 @@ async def list_uploads(request: Request) -> Response:
     return JSONResponse(
         {
             "device_id": device_id,
-            "uploads": [info.to_json() for info in page.items],
+            "uploads": [upload_json(info) for info in page.items],
             "next_cursor": cursor,
         }
     )
