@@ -99,11 +99,6 @@ class UploadNotFound(NotFound):
     code = "upload_not_found"
 
 
-class MethodNotAllowed(MindProjectError):
-    status = 405
-    code = "method_not_allowed"
-
-
 class RequestTimeout(MindProjectError):
     status = 408
     code = "request_timeout"
