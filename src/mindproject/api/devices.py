@@ -19,7 +19,7 @@ from mindproject.api.request_body import (
 from mindproject.api.upload_json import upload_json
 from mindproject.auth.access import Action
 from mindproject.errors import InvalidDeviceId
-from mindproject.identifiers import encode_cursor
+from mindproject.identifiers import DEVICE_ID_MAX, encode_cursor
 from mindproject.metrics import UPLOADS, upload_outcome
 from mindproject.uploading import store_upload
 
@@ -129,7 +129,8 @@ async def delete_device(request: Request) -> Response:
 
 async def invalid_path(request: Request) -> Response:
     raise InvalidDeviceId(
-        "not a valid device path: device ids are 1-128 characters of A-Z a-z 0-9 . _ : -"
+        f"not a valid device path: device ids are 1-{DEVICE_ID_MAX} characters of "
+        "A-Z a-z 0-9 . _ : -"
     )
 
 

@@ -89,8 +89,8 @@ def idempotency_key(request: Request) -> str | None:
         return check_device_id(raw.strip('"'))  # the same safe alphabet as device ids
     except InvalidDeviceId:
         raise InvalidParameter(
-            "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : - (not starting "
-            "with a dot)"
+            f"Idempotency-Key must be 1-{DEVICE_ID_MAX} characters of A-Z a-z 0-9 . _ : - "
+            "(not starting with a dot)"
         ) from None
 
 
