@@ -104,7 +104,9 @@ class RequestTimeout(MindProjectError):
     code = "request_timeout"
 
 
-class Conflict(MindProjectError):
+class IdempotencyConflict(MindProjectError):
+    """An Idempotency-Key already used for different bytes."""
+
     status = 409
     code = "idempotency_conflict"
 
