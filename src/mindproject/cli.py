@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("revoke", "revoke every token a device holds"),
-        ("unrevoke", "lift a device's revocation"),
+        ("unrevoke", "undo a device's revocation"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("device_id")

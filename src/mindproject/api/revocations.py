@@ -56,7 +56,7 @@ async def revoke(request: Request) -> Response:
     return JSONResponse({"device_id": device_id, "revoked_at": _when(revoked_at)})
 
 
-LIFT = Operation(
+UNREVOKE = Operation(
     operation_id="unrevokeDevice",
     summary="Lift a device's revocation (admin)",
     answers={200: Answer("Lifted", schema="Revocation")},
@@ -64,7 +64,7 @@ LIFT = Operation(
 )
 
 
-async def lift(request: Request) -> Response:
+async def unrevoke(request: Request) -> Response:
     device_id = params.device_id(request)
     await params.authorize(request, Action.MANAGE_REVOCATIONS)
     await params.storage(request).set_revocation(device_id, None)
@@ -75,5 +75,5 @@ async def lift(request: Request) -> Response:
 routes = [
     ApiRoute("/api/revocations/", "GET", list_revocations, LIST_REVOCATIONS),
     ApiRoute("/api/revocations/{device_id}", "PUT", revoke, REVOKE),
-    ApiRoute("/api/revocations/{device_id}", "DELETE", lift, LIFT),
+    ApiRoute("/api/revocations/{device_id}", "DELETE", unrevoke, UNREVOKE),
 ]

@@ -121,7 +121,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
-        """Revoke a device's tokens issued until `revoked_at`, or lift it with None."""
+        """Revoke a device's tokens issued until `revoked_at`, or unrevoke it with None."""
 
     @abc.abstractmethod
     async def check(self) -> None:
