@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mindproject.api import params
+from mindproject.api import caller, params, state
 from mindproject.api.operation import Answer, ApiRoute, Operation
 from mindproject.auth.access import Action
 from mindproject.identifiers import format_time
@@ -27,8 +27,8 @@ LIST_REVOCATIONS = Operation(
 
 
 async def list_revocations(request: Request) -> Response:
-    await params.authorize(request, Action.MANAGE_REVOCATIONS)
-    revoked = await params.storage(request).list_revocations()
+    await caller.authorize(request, Action.MANAGE_REVOCATIONS)
+    revoked = await state.storage(request).list_revocations()
     return JSONResponse(
         {
             "revocations": [
@@ -49,9 +49,9 @@ REVOKE = Operation(
 
 async def revoke(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.MANAGE_REVOCATIONS)
+    await caller.authorize(request, Action.MANAGE_REVOCATIONS)
     revoked_at = time.time()
-    await params.storage(request).set_revocation(device_id, revoked_at)
+    await state.storage(request).set_revocation(device_id, revoked_at)
     request.app.state.authenticator.revocations.forget_cache()
     return JSONResponse({"device_id": device_id, "revoked_at": _when(revoked_at)})
 
@@ -66,8 +66,8 @@ UNREVOKE = Operation(
 
 async def unrevoke(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.MANAGE_REVOCATIONS)
-    await params.storage(request).set_revocation(device_id, None)
+    await caller.authorize(request, Action.MANAGE_REVOCATIONS)
+    await state.storage(request).set_revocation(device_id, None)
     request.app.state.authenticator.revocations.forget_cache()
     return JSONResponse({"device_id": device_id, "revoked_at": None})
 
