@@ -21,7 +21,6 @@ from mindproject.auth.tokens import TokenVerifier
 from mindproject.config import Settings, load_settings
 from mindproject.lifecycle import watch_for_shutdown
 from mindproject.limits import RateLimiter, UploadSlots
-from mindproject.metrics import InstrumentedStorage
 from mindproject.middleware.access_log import AccessLog
 from mindproject.middleware.header_limit import HeaderLimit
 from mindproject.middleware.request_id import RequestId
@@ -30,6 +29,7 @@ from mindproject.middleware.security_headers import SecurityHeaders
 from mindproject.observability import configure_logging
 from mindproject.openapi import openapi_document
 from mindproject.storage import Storage, open_storage
+from mindproject.storage.instrumented import InstrumentedStorage
 
 log = logging.getLogger("mindproject")
 

@@ -25,15 +25,28 @@ _ENV_ONLY = {"secret_key", "previous_secret_keys"}
 _TTL = re.compile(r"(\d+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 ADMIN_BANNER_TTL = 24 * 3600
+STAFF_TOKEN_TTL = 30 * 86400  # operators and admins, unless --ttl says otherwise
+# --ttl not given: each role's default applies (None would mean "never", as `--ttl none` does).
+_DEFAULT_TTL = object()
 
 
 def parse_ttl(text: str) -> int | None:
-    if text.lower() in ("none", "never", "0"):
+    """Seconds, or a number with s/m/h/d; `none` or `never` for a token that never expires.
+
+    0 is refused rather than read as "never": a lifetime of 0 reads like "expire at once".
+    """
+    word = text.strip().lower()
+    if word in ("none", "never"):
         return None
-    match = _TTL.fullmatch(text.strip().lower())
+    match = _TTL.fullmatch(word)
     if not match:
-        raise argparse.ArgumentTypeError("use e.g. 3600, 15m, 12h, 30d or none")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+        raise argparse.ArgumentTypeError("use e.g. 3600, 15m, 12h, 30d, or none for no expiry")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds == 0:
+        raise argparse.ArgumentTypeError(
+            "0 is not a lifetime; for a token that never expires, say none"
+        )
+    return seconds
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,15 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--ttl",
         type=parse_ttl,
-        default=None,
-        help="lifetime, e.g. 12h or 30d (default: none for devices, 30d else)",
+        default=_DEFAULT_TTL,
+        help="lifetime, e.g. 3600, 15m, 12h or 30d; none (or never) for no expiry "
+        "(default: none for devices, 30d for operators and admins)",
     )
     create.add_argument("--storage", help="to find the default key file (MINDPROJECT_STORAGE)")
     create.add_argument("--secret-key-file", help="key file (MINDPROJECT_SECRET_KEY_FILE)")
 
     for name, text in (
         ("revoke", "revoke every token a device holds"),
-        ("unrevoke", "lift a device's revocation"),
+        ("unrevoke", "undo a device's revocation"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("device_id")
@@ -108,7 +122,9 @@ def _token_create(args: argparse.Namespace) -> int:
             ensure_key_file(path)
     keys = load_keys(settings)
     role = Role.DEVICE if args.device else Role(args.role)
-    ttl = args.ttl if args.ttl is not None or role is Role.DEVICE else 30 * 86400
+    ttl = args.ttl
+    if ttl is _DEFAULT_TTL:
+        ttl = None if role is Role.DEVICE else STAFF_TOKEN_TTL
     print(issue_token(keys, role, device_id=args.device, ttl_seconds=ttl))
     return 0
 

@@ -99,17 +99,14 @@ class UploadNotFound(NotFound):
     code = "upload_not_found"
 
 
-class MethodNotAllowed(MindProjectError):
-    status = 405
-    code = "method_not_allowed"
-
-
 class RequestTimeout(MindProjectError):
     status = 408
     code = "request_timeout"
 
 
-class Conflict(MindProjectError):
+class IdempotencyConflict(MindProjectError):
+    """An Idempotency-Key already used for different bytes."""
+
     status = 409
     code = "idempotency_conflict"
 

@@ -34,7 +34,8 @@ _VERSION_EPOCH = 10**16
 def check_device_id(value: str) -> str:
     if not _DEVICE_ID.fullmatch(value):
         raise InvalidDeviceId(
-            "device id must be 1-128 characters of A-Z a-z 0-9 . _ : - and not start with a dot"
+            f"device id must be 1-{DEVICE_ID_MAX} characters of A-Z a-z 0-9 . _ : - and not start "
+            "with a dot"
         )
     return value
 

@@ -84,7 +84,6 @@ class MeasuredStream:
         self._sha256 = hashlib.sha256()
         self._extra = {name: hashlib.new(name) for name in self._expected if name != "sha256"}
         self.size = 0
-        self.finished = False
 
     @property
     def sha256(self) -> str:
@@ -105,7 +104,6 @@ class MeasuredStream:
                 digest.update(chunk)
             yield chunk
         self._verify()
-        self.finished = True
 
     def _verify(self) -> None:
         if self._declared_length is not None and self.size != self._declared_length:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mindproject.errors import Conflict
+from mindproject.errors import IdempotencyConflict
 from mindproject.identifiers import new_version_id
 from mindproject.storage import Storage, UploadInfo
 from mindproject.streams import MeasuredStream
@@ -52,7 +52,7 @@ async def store_upload(
 
 def _replay(earlier: UploadInfo, source: MeasuredStream, key: str) -> Stored:
     if earlier.sha256 != source.sha256:
-        raise Conflict(
+        raise IdempotencyConflict(
             f"Idempotency-Key {key} was used for different bytes (version {earlier.version}); "
             "use a new key for new data"
         )

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mindproject.api import params
+from mindproject.api import caller, params, state
 from mindproject.api.downloads import download, download_operation
 from mindproject.api.operation import Answer, ApiRoute, Header, Operation
 from mindproject.api.request_body import (
@@ -16,9 +16,10 @@ from mindproject.api.request_body import (
     X_FILENAME,
     read_upload,
 )
+from mindproject.api.upload_json import upload_json
 from mindproject.auth.access import Action
 from mindproject.errors import InvalidDeviceId
-from mindproject.identifiers import encode_cursor
+from mindproject.identifiers import DEVICE_ID_MAX, encode_cursor
 from mindproject.metrics import UPLOADS, upload_outcome
 from mindproject.uploading import store_upload
 
@@ -49,7 +50,7 @@ UPLOAD = Operation(
 
 async def upload(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.UPLOAD, device_id)
+    await caller.authorize(request, Action.UPLOAD, device_id)
     settings = request.app.state.settings
     idempotency_key = params.idempotency_key(request)
     try:
@@ -58,7 +59,7 @@ async def upload(request: Request) -> Response:
                 request, settings.max_upload_bytes, settings.body_timeout_seconds
             )
             stored = await store_upload(
-                params.storage(request),
+                state.storage(request),
                 device_id,
                 body.stream,
                 filename=body.filename,
@@ -72,7 +73,7 @@ async def upload(request: Request) -> Response:
     return JSONResponse(
         {
             "message": f"File uploaded for Device ID - {device_id}",
-            **stored.info.to_json(),
+            **upload_json(stored.info),
             "replayed": stored.replayed,
         },
         headers={"Idempotent-Replayed": "true"} if stored.replayed else None,
@@ -89,8 +90,8 @@ LIST_DEVICES = Operation(
 
 
 async def list_devices(request: Request) -> Response:
-    await params.authorize(request, Action.LIST_DEVICES)
-    page = await params.storage(request).list_devices(
+    await caller.authorize(request, Action.LIST_DEVICES)
+    page = await state.storage(request).list_devices(
         prefix=params.prefix(request),
         after=params.device_cursor(request),
         limit=params.limit(request, default=PAGE_SIZE),
@@ -106,8 +107,8 @@ DOWNLOAD_LATEST = download_operation(
 
 async def download_latest(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.READ, device_id)
-    storage = params.storage(request)
+    await caller.authorize(request, Action.READ, device_id)
+    storage = state.storage(request)
     return download(request, storage, await storage.latest(device_id))
 
 
@@ -121,14 +122,15 @@ DELETE_DEVICE = Operation(
 
 async def delete_device(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.DELETE, device_id)
-    deleted = await params.storage(request).delete_device(device_id)
+    await caller.authorize(request, Action.DELETE, device_id)
+    deleted = await state.storage(request).delete_device(device_id)
     return JSONResponse({"device_id": device_id, "deleted_uploads": deleted})
 
 
 async def invalid_path(request: Request) -> Response:
     raise InvalidDeviceId(
-        "not a valid device path: device ids are 1-128 characters of A-Z a-z 0-9 . _ : -"
+        f"not a valid device path: device ids are 1-{DEVICE_ID_MAX} characters of "
+        "A-Z a-z 0-9 . _ : -"
     )
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mindproject import lifecycle
-from mindproject.api import params
+from mindproject.api import state
 from mindproject.api.operation import Answer, ApiRoute, Operation
 from mindproject.errors import StorageUnavailable
 
@@ -40,7 +40,7 @@ async def readyz(request: Request) -> Response:
     if lifecycle.draining.is_set():
         raise StorageUnavailable("shutting down: finishing in-flight requests")
     try:
-        await asyncio.wait_for(params.storage(request).check(), READINESS_TIMEOUT_SECONDS)
+        await asyncio.wait_for(state.storage(request).check(), READINESS_TIMEOUT_SECONDS)
     except TimeoutError:
         raise StorageUnavailable("storage did not answer in time") from None
     return JSONResponse({"status": "ready"})

@@ -1,12 +1,11 @@
-"""What routes take from a request: the storage, and parameters checked before any storage call."""
+"""What routes take from a request's path, query and headers, checked before any storage call,
+and how the OpenAPI document describes each of them."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 
 from mindproject.api.operation import Parameter
-from mindproject.auth.access import Action, require
-from mindproject.auth.tokens import Principal, Role
 from mindproject.errors import InvalidDeviceId, InvalidParameter, InvalidVersionId
 from mindproject.identifiers import (
     CURSOR_PATTERN,
@@ -17,27 +16,8 @@ from mindproject.identifiers import (
     check_version_id,
     decode_cursor,
 )
-from mindproject.storage import Storage
 
 MAX_LIMIT = 1000
-
-
-async def authorize(request: Request, action: Action, device: str | None = None) -> Principal:
-    """Authenticate the caller (401), check the role may do this here (403) and, for device
-    tokens, the device's request rate (429)."""
-    state = request.app.state
-    principal: Principal = await state.authenticator.authenticate(
-        request.headers.get("authorization"), request.client.host if request.client else None
-    )
-    require(principal, action, device)
-    if principal.role is Role.DEVICE and principal.device_id is not None:
-        state.rate_limiter.check(principal.device_id)
-    return principal
-
-
-def storage(request: Request) -> Storage:
-    backend: Storage = request.app.state.storage
-    return backend
 
 
 def device_id(request: Request) -> str:
@@ -89,8 +69,8 @@ def idempotency_key(request: Request) -> str | None:
         return check_device_id(raw.strip('"'))  # the same safe alphabet as device ids
     except InvalidDeviceId:
         raise InvalidParameter(
-            "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : - (not starting "
-            "with a dot)"
+            f"Idempotency-Key must be 1-{DEVICE_ID_MAX} characters of A-Z a-z 0-9 . _ : - "
+            "(not starting with a dot)"
         ) from None
 
 

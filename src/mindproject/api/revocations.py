@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mindproject.api import params
+from mindproject.api import caller, params, state
 from mindproject.api.operation import Answer, ApiRoute, Operation
 from mindproject.auth.access import Action
 from mindproject.identifiers import format_time
@@ -27,8 +27,8 @@ LIST_REVOCATIONS = Operation(
 
 
 async def list_revocations(request: Request) -> Response:
-    await params.authorize(request, Action.MANAGE_REVOCATIONS)
-    revoked = await params.storage(request).list_revocations()
+    await caller.authorize(request, Action.MANAGE_REVOCATIONS)
+    revoked = await state.storage(request).list_revocations()
     return JSONResponse(
         {
             "revocations": [
@@ -49,14 +49,14 @@ REVOKE = Operation(
 
 async def revoke(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.MANAGE_REVOCATIONS)
+    await caller.authorize(request, Action.MANAGE_REVOCATIONS)
     revoked_at = time.time()
-    await params.storage(request).set_revocation(device_id, revoked_at)
+    await state.storage(request).set_revocation(device_id, revoked_at)
     request.app.state.authenticator.revocations.forget_cache()
     return JSONResponse({"device_id": device_id, "revoked_at": _when(revoked_at)})
 
 
-LIFT = Operation(
+UNREVOKE = Operation(
     operation_id="unrevokeDevice",
     summary="Lift a device's revocation (admin)",
     answers={200: Answer("Lifted", schema="Revocation")},
@@ -64,10 +64,10 @@ LIFT = Operation(
 )
 
 
-async def lift(request: Request) -> Response:
+async def unrevoke(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.MANAGE_REVOCATIONS)
-    await params.storage(request).set_revocation(device_id, None)
+    await caller.authorize(request, Action.MANAGE_REVOCATIONS)
+    await state.storage(request).set_revocation(device_id, None)
     request.app.state.authenticator.revocations.forget_cache()
     return JSONResponse({"device_id": device_id, "revoked_at": None})
 
@@ -75,5 +75,5 @@ async def lift(request: Request) -> Response:
 routes = [
     ApiRoute("/api/revocations/", "GET", list_revocations, LIST_REVOCATIONS),
     ApiRoute("/api/revocations/{device_id}", "PUT", revoke, REVOKE),
-    ApiRoute("/api/revocations/{device_id}", "DELETE", lift, LIFT),
+    ApiRoute("/api/revocations/{device_id}", "DELETE", unrevoke, UNREVOKE),
 ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mindproject.api import params
+from mindproject.api import caller, params, state
 from mindproject.api.downloads import download, download_operation
 from mindproject.api.operation import Answer, ApiRoute, Operation
+from mindproject.api.upload_json import upload_json
 from mindproject.auth.access import Action
 from mindproject.identifiers import encode_cursor
 
@@ -24,8 +25,8 @@ LIST_UPLOADS = Operation(
 
 async def list_uploads(request: Request) -> Response:
     device_id = params.device_id(request)
-    await params.authorize(request, Action.READ, device_id)
-    page = await params.storage(request).list_uploads(
+    await caller.authorize(request, Action.READ, device_id)
+    page = await state.storage(request).list_uploads(
         device_id,
         after=params.version_cursor(request),
         limit=params.limit(request, default=PAGE_SIZE),
@@ -34,7 +35,7 @@ async def list_uploads(request: Request) -> Response:
     return JSONResponse(
         {
             "device_id": device_id,
-            "uploads": [info.to_json() for info in page.items],
+            "uploads": [upload_json(info) for info in page.items],
             "next_cursor": cursor,
         }
     )
@@ -45,8 +46,8 @@ GET_UPLOAD = download_operation("downloadUpload", "Download one upload (base64 b
 
 async def get_upload(request: Request) -> Response:
     device_id, version = params.device_id(request), params.version_id(request)
-    await params.authorize(request, Action.READ, device_id)
-    storage = params.storage(request)
+    await caller.authorize(request, Action.READ, device_id)
+    storage = state.storage(request)
     return download(request, storage, await storage.get(device_id, version))
 
 
@@ -60,8 +61,8 @@ DELETE_UPLOAD = Operation(
 
 async def delete_upload(request: Request) -> Response:
     device_id, version = params.device_id(request), params.version_id(request)
-    await params.authorize(request, Action.DELETE, device_id)
-    await params.storage(request).delete_upload(device_id, version)
+    await caller.authorize(request, Action.DELETE, device_id)
+    await state.storage(request).delete_upload(device_id, version)
     return JSONResponse({"device_id": device_id, "version": version, "deleted": True})
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from mindproject.identifiers import format_time, version_time
+from mindproject.identifiers import version_time
 
 CHUNK_BYTES = 256 * 1024
 
@@ -36,17 +36,6 @@ class UploadInfo:
     @property
     def uploaded_at(self) -> datetime:
         return version_time(self.version)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "device_id": self.device_id,
-            "version": self.version,
-            "size": self.size,
-            "sha256": self.sha256,
-            "uploaded_at": format_time(self.uploaded_at),
-            "filename": self.filename,
-            "content_type": self.content_type,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +121,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
-        """Revoke a device's tokens issued until `revoked_at`, or lift it with None."""
+        """Revoke a device's tokens issued until `revoked_at`, or unrevoke it with None."""
 
     @abc.abstractmethod
     async def check(self) -> None:

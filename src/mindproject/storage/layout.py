@@ -50,6 +50,14 @@ class Layout:
     def uploads_dir(self, device_id: str) -> str:
         return self._join("uploads", device_id)
 
+    def upload_offset(self, device_id: str, version: str) -> str:
+        """The LIST start-after key just before `version`'s key ("<version>" < "<version>.<…>")."""
+        return self._join("uploads", device_id, version)
+
+    def upload_offset_after(self, device_id: str, version: str) -> str:
+        """The LIST start-after key past `version`'s key: '~' sorts after its fields' characters."""
+        return self._join("uploads", device_id, f"{version}.~")
+
     def upload_key(self, info: UploadInfo, kind: str, idempotency_key: str | None = None) -> str:
         meta = ""
         fields = [info.filename, info.content_type, idempotency_key]
@@ -72,6 +80,9 @@ class Layout:
     @property
     def revocations_dir(self) -> str:
         return self._join("revocations")
+
+    def revocations_of(self, device_id: str) -> str:
+        return self._join("revocations", device_id)
 
     def revocation_key(self, device_id: str, revoked_at: float) -> str:
         return self._join("revocations", device_id, str(round(revoked_at * 1_000_000)))

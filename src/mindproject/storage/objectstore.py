@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,30 +57,36 @@ def _store_error(exc: Exception) -> MindProjectError:
     return StorageUnavailable("object storage is unavailable; retry later")
 
 
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """obstore's failures as StorageUnavailable. A missing object (FileNotFoundError) and a lost
+    conditional create (AlreadyExistsError) pass through: callers expect and handle those."""
+    try:
+        yield
+    except (FileNotFoundError, AlreadyExistsError):
+        raise
+    except (ObstoreError, OSError, RuntimeError) as exc:
+        raise _store_error(exc) from exc
+
+
 class ObjectStorage(Storage):
     def __init__(self, store: Any, prefix: str = "") -> None:
         self._store = store
         self._layout = Layout(prefix.strip("/"))
 
     async def _call(self, operation: Awaitable[R]) -> R:
-        try:
+        with _store_errors():
             return await operation
-        except FileNotFoundError:
-            raise
-        except (ObstoreError, OSError, RuntimeError) as exc:
-            raise _store_error(exc) from exc
 
     async def _keys(self, prefix: str, offset: str | None, limit: int) -> list[str]:
         """Up to `limit` keys under `prefix` after `offset`, in order, one LIST page at a time."""
         keys: list[str] = []
-        try:
+        with _store_errors():
             stream = obstore.list(self._store, prefix=prefix, offset=offset, chunk_size=limit)
             async for batch in stream:
                 keys.extend(meta["path"] for meta in batch)
                 if len(keys) >= limit:
                     break
-        except (ObstoreError, OSError, RuntimeError) as exc:
-            raise _store_error(exc) from exc
         return keys[:limit]
 
     # writes --------------------------------------------------------------------------------
@@ -142,19 +148,17 @@ class ObjectStorage(Storage):
         path = self._layout.idempotency_key(device_id, key)
         for attempt in range(CLAIM_ATTEMPTS):
             try:
-                await obstore.put_async(self._store, path, version.encode(), mode="create")
+                await self._call(
+                    obstore.put_async(self._store, path, version.encode(), mode="create")
+                )
                 return None
             except AlreadyExistsError:
                 pass
-            except (ObstoreError, OSError, RuntimeError) as exc:
-                raise _store_error(exc) from exc
             try:
-                result = await obstore.get_async(self._store, path)
-                earlier = bytes(await result.bytes_async()).decode()
+                result = await self._call(obstore.get_async(self._store, path))
+                earlier = bytes(await self._call(result.bytes_async())).decode()
             except FileNotFoundError:
                 continue  # deleted meanwhile: try to create it again
-            except (ObstoreError, OSError, RuntimeError) as exc:
-                raise _store_error(exc) from exc
             try:
                 return await self.get(device_id, check_version_id(earlier))
             except (UploadNotFound, InvalidVersionId):
@@ -168,13 +172,11 @@ class ObjectStorage(Storage):
     async def find_by_key(self, device_id: str, idempotency_key: str) -> UploadInfo | None:
         path = self._layout.idempotency_key(device_id, idempotency_key)
         try:
-            result = await obstore.get_async(self._store, path)
-            earlier = bytes(await result.bytes_async()).decode()
+            result = await self._call(obstore.get_async(self._store, path))
+            earlier = bytes(await self._call(result.bytes_async())).decode()
             return await self.get(device_id, check_version_id(earlier))
         except (FileNotFoundError, UploadNotFound, InvalidVersionId):
             return None
-        except (ObstoreError, OSError, RuntimeError) as exc:
-            raise _store_error(exc) from exc
 
     async def _mark_device(self, device_id: str) -> None:
         marker = self._layout.device_marker(device_id)
@@ -284,8 +286,7 @@ class ObjectStorage(Storage):
     # reads ---------------------------------------------------------------------------------
     async def _find(self, device_id: str, version: str) -> tuple[str, UploadInfo]:
         uploads_dir = self._layout.uploads_dir(device_id)
-        # Keys of this version are "<version>.<...>", the first keys after "<version>".
-        keys = await self._keys(uploads_dir, f"{uploads_dir}/{version}", 1)
+        keys = await self._keys(uploads_dir, self._layout.upload_offset(device_id, version), 1)
         if keys:
             info = self._layout.parse_upload_key(keys[0]).info
             if info.version == version:
@@ -313,7 +314,7 @@ class ObjectStorage(Storage):
         self, device_id: str, *, after: str | None, limit: int
     ) -> Page[UploadInfo]:
         uploads_dir = self._layout.uploads_dir(device_id)
-        offset = f"{uploads_dir}/{after}.~" if after else None
+        offset = self._layout.upload_offset_after(device_id, after) if after else None
         keys = await self._keys(uploads_dir, offset, limit + 1)
         if not keys and after is None:
             raise DeviceNotFound(f"no uploads for device {device_id}")
@@ -332,13 +333,12 @@ class ObjectStorage(Storage):
         if start > 0 or end < info.size:
             options["range"] = (start, end)
         try:
-            result = await obstore.get_async(self._store, key, options=options)
-            async for chunk in result.stream(min_chunk_size=CHUNK_BYTES):
-                yield bytes(chunk)
+            with _store_errors():
+                result = await obstore.get_async(self._store, key, options=options)
+                async for chunk in result.stream(min_chunk_size=CHUNK_BYTES):
+                    yield bytes(chunk)
         except FileNotFoundError:
             raise UploadNotFound(f"device {info.device_id} has no upload {info.version}") from None
-        except (ObstoreError, OSError, RuntimeError) as exc:
-            raise _store_error(exc) from exc
 
     async def list_revocations(self) -> dict[str, float]:
         revoked: dict[str, float] = {}
@@ -348,8 +348,7 @@ class ObjectStorage(Storage):
         return revoked
 
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
-        device_dir = f"{self._layout.revocations_dir}/{device_id}"
-        old = await self._keys(device_dir, None, 1000)
+        old = await self._keys(self._layout.revocations_of(device_id), None, 1000)
         if revoked_at is not None:
             key = self._layout.revocation_key(device_id, revoked_at)
             await self._call(obstore.put_async(self._store, key, b""))
