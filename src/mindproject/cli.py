@@ -22,7 +22,7 @@ from mindproject.config import Settings, load_settings
 from mindproject.errors import ConfigurationError, MindProjectError
 
 _ENV_ONLY = {"secret_key", "previous_secret_keys"}
-_TTL = re.compile(r"(\d+)([smhd]?)")
+_TTL = re.compile(r"([0-9]{1,9})([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 ADMIN_BANNER_TTL = 24 * 3600
 STAFF_TOKEN_TTL = 30 * 86400  # operators and admins, unless --ttl says otherwise

@@ -71,7 +71,8 @@ class InstrumentedStorage(Storage):
             async for chunk in self.inner.read(info, start, end):
                 yield chunk
         except MindProjectError as exc:
-            STORAGE_ERRORS.labels("read", exc.code).inc()
+            if exc.status >= 500:  # as for every other operation: a 404 is not a storage failure
+                STORAGE_ERRORS.labels("read", exc.code).inc()
             raise
         finally:
             STORAGE_SECONDS.labels("read").observe(time.perf_counter() - started)
