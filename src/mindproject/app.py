@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from mindproject.middleware.request_metrics import RequestMetrics
 from mindproject.middleware.security_headers import SecurityHeaders
 from mindproject.observability import configure_logging
 from mindproject.openapi import openapi_document
+from mindproject.resumable_sweeper import sweep_forever
 from mindproject.storage import Storage, open_storage
 from mindproject.storage.instrumented import InstrumentedStorage
 
@@ -70,10 +72,14 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                 settings.port,
             )
         log.info("ready to serve", extra={"storage": settings.storage, "auth": settings.auth})
+        sweeper = asyncio.create_task(sweep_forever(backend, settings.resumable_expiry_seconds))
         try:
             # Lifespan state reaches the connection protocol too (http_protocol.py: its limits).
             yield {"settings": settings}
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await backend.close()
 
     middleware = [

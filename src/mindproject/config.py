@@ -98,6 +98,17 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=300, description="How often each replica re-reads the revocations"
     )
 
+    # Resumable uploads (tus, docs/api.md).
+    resumable_expiry_seconds: int = Field(
+        default=86400,
+        ge=1,
+        description="An unfinished resumable upload untouched this long expires; its bytes and "
+        "state are removed",
+    )
+    max_resumable_per_device: int = Field(
+        default=16, ge=0, description="Unfinished resumable uploads per device; 0: no cap"
+    )
+
     @field_validator("storage")
     @classmethod
     def _known_scheme(cls, value: str) -> str:

@@ -15,10 +15,18 @@ class MindProjectError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        # Machine-readable facts the client needs to recover (e.g. the offset to resume at).
+        self.details = details
 
 
 class ConfigurationError(MindProjectError):
@@ -150,6 +158,45 @@ class UnsupportedTransferCoding(MindProjectError):
 
     status = 501
     code = "unsupported_transfer_coding"
+
+
+# Resumable uploads (tus 1.0, docs/api.md).
+class ResumableNotFound(NotFound):
+    """No such resumable upload: never created, terminated, or expired."""
+
+    code = "resumable_upload_not_found"
+
+
+class OffsetMismatch(MindProjectError):
+    """A chunk sent for an offset other than the upload's: the details say where to resume."""
+
+    status = 409
+    code = "offset_mismatch"
+
+    def __init__(self, message: str, *, offset: int) -> None:
+        super().__init__(
+            message, headers={"Upload-Offset": str(offset)}, details={"offset": offset}
+        )
+        self.offset = offset
+
+
+class UploadBusy(MindProjectError):
+    """Another request is appending to this upload right now (tus servers answer 423)."""
+
+    status = 423
+    code = "upload_busy"
+
+
+class ChunkChecksumMismatch(MindProjectError):
+    """A chunk's Upload-Checksum did not match its bytes: nothing was appended (tus: 460)."""
+
+    status = 460
+    code = "checksum_mismatch"
+
+
+class TusVersionUnsupported(MindProjectError):
+    status = 412
+    code = "tus_version_unsupported"
 
 
 class StorageError(MindProjectError):

@@ -14,7 +14,12 @@ import secrets
 import time
 from datetime import UTC, datetime
 
-from mindproject.errors import InvalidDeviceId, InvalidParameter, InvalidVersionId
+from mindproject.errors import (
+    InvalidDeviceId,
+    InvalidParameter,
+    InvalidVersionId,
+    ResumableNotFound,
+)
 
 # The patterns are written in the syntax Python's `re` and JSON Schema (ECMA-262) share, so the
 # OpenAPI document uses them as they are (anchored there: JSON Schema patterns search).
@@ -54,6 +59,23 @@ _suffixes = random.Random(secrets.randbits(128))  # noqa: S311 - uniqueness, not
 def new_version_id(now_us: int | None = None) -> str:
     micros = time.time_ns() // 1000 if now_us is None else now_us
     return f"{_VERSION_EPOCH - micros:016d}-{_suffixes.getrandbits(32):08x}"
+
+
+# A resumable upload's id: 128 random bits in hex. It appears in URLs, so it must be unguessable
+# as well as unique (the device's token is still required to use it).
+UPLOAD_ID_PATTERN = r"[0-9a-f]{32}"
+_UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
+
+
+def new_upload_id() -> str:
+    return secrets.token_hex(16)
+
+
+def check_upload_id(value: str) -> str:
+    if not _UPLOAD_ID.fullmatch(value):
+        # 404, not 400: to a tus client an unknown upload URL means "start a new upload".
+        raise ResumableNotFound("no such resumable upload")
+    return value
 
 
 def version_time(version: str) -> datetime:

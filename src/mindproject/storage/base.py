@@ -39,6 +39,31 @@ class UploadInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumableUpload:
+    """The state of a resumable (tus) upload, as every replica reads it from storage.
+
+    `offset` counts the bytes stored durably, in order from the start; `length` is None until a
+    deferred length is declared. Once `offset == length` the upload has become the version
+    `version`, and its state stays readable (until it expires) so that a client that lost the
+    last answer learns it is done.
+    """
+
+    device_id: str
+    upload_id: str
+    length: int | None
+    offset: int
+    filename: str | None
+    content_type: str | None
+    expected_sha256: str | None  # hex, from the client's Upload-Metadata; checked at the end
+    expires_at: float  # epoch seconds; each append moves it forward
+    version: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.version is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: list[T]
     last: str | None  # key of the last item when more follow, else None
@@ -122,6 +147,52 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
         """Revoke a device's tokens issued until `revoked_at`, or unrevoke it with None."""
+
+    # resumable uploads (tus) -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_resumable(self, upload: ResumableUpload, *, max_per_device: int) -> None:
+        """Record a new, empty resumable upload (offset 0, no version).
+
+        TooManyRequests when the device already has `max_per_device` unfinished, unexpired
+        uploads (0: no cap).
+        """
+
+    @abc.abstractmethod
+    async def resumable(self, device_id: str, upload_id: str) -> ResumableUpload:
+        """The upload's state, or ResumableNotFound (never created, terminated, or expired)."""
+
+    @abc.abstractmethod
+    async def append_resumable(
+        self,
+        device_id: str,
+        upload_id: str,
+        offset: int,
+        chunk: UploadSource,
+        *,
+        length: int | None,
+        expires_at: float,
+        version: str,
+    ) -> ResumableUpload:
+        """Append a chunk at `offset`; return the new state.
+
+        - OffsetMismatch (with the current offset) unless `offset` is the upload's offset;
+          ResumableNotFound if it is gone or expired; UploadBusy if another append to it is
+          under way anywhere (any replica): of two racing appends, at most one is stored.
+        - `length` declares a deferred length (once; a different one later is BadRequest).
+        - The chunk is stored whole or not at all: when its iteration raises (size limit,
+          checksum, client gone) the offset does not move and nothing is visible.
+        - When the offset reaches the length the upload becomes version `version` (its sha256
+          computed by the storage over every chunk; if `expected_sha256` differs:
+          ChecksumMismatch, no version, the upload is removed), and `expires_at` is kept.
+        """
+
+    @abc.abstractmethod
+    async def delete_resumable(self, device_id: str, upload_id: str) -> None:
+        """Terminate an upload: its bytes and state are removed. ResumableNotFound if absent."""
+
+    @abc.abstractmethod
+    async def remove_expired_resumable(self, now: float) -> int:
+        """Remove every upload (bytes and state) whose `expires_at` has passed; how many."""
 
     @abc.abstractmethod
     async def check(self) -> None:

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from mindproject.errors import MindProjectError
 from mindproject.metrics import STORAGE_ERRORS, STORAGE_SECONDS
-from mindproject.storage.base import Page, Storage, UploadInfo, UploadSource
+from mindproject.storage.base import Page, ResumableUpload, Storage, UploadInfo, UploadSource
 
 R = TypeVar("R")
 
@@ -101,6 +101,49 @@ class InstrumentedStorage(Storage):
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
         await self._timed(
             "set_revocation", lambda: self.inner.set_revocation(device_id, revoked_at)
+        )
+
+    async def create_resumable(self, upload: ResumableUpload, *, max_per_device: int) -> None:
+        await self._timed(
+            "create_resumable",
+            lambda: self.inner.create_resumable(upload, max_per_device=max_per_device),
+        )
+
+    async def resumable(self, device_id: str, upload_id: str) -> ResumableUpload:
+        return await self._timed("resumable", lambda: self.inner.resumable(device_id, upload_id))
+
+    async def append_resumable(
+        self,
+        device_id: str,
+        upload_id: str,
+        offset: int,
+        chunk: UploadSource,
+        *,
+        length: int | None,
+        expires_at: float,
+        version: str,
+    ) -> ResumableUpload:
+        return await self._timed(
+            "append_resumable",
+            lambda: self.inner.append_resumable(
+                device_id,
+                upload_id,
+                offset,
+                chunk,
+                length=length,
+                expires_at=expires_at,
+                version=version,
+            ),
+        )
+
+    async def delete_resumable(self, device_id: str, upload_id: str) -> None:
+        await self._timed(
+            "delete_resumable", lambda: self.inner.delete_resumable(device_id, upload_id)
+        )
+
+    async def remove_expired_resumable(self, now: float) -> int:
+        return await self._timed(
+            "remove_expired_resumable", lambda: self.inner.remove_expired_resumable(now)
         )
 
     async def check(self) -> None:
