@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from mindproject.errors import InsufficientStorage
-from mindproject.identifiers import new_version_id
-from mindproject.storage.filesystem import INLINE_MAX, FileStorage
-from tests.storage.test_contract import measured, read_all
+from mindproject.errors import InsufficientStorage, UploadBusy
+from mindproject.identifiers import new_upload_id, new_version_id
+from mindproject.storage.filesystem import INLINE_MAX, ORPHAN_GRACE_SECONDS, FileStorage
+from tests.storage.test_contract import EXPIRY, append, measured, new_resumable, read_all
 
 pytestmark = pytest.mark.anyio
 
@@ -202,3 +205,119 @@ async def test_temp_files_of_dead_processes_go_live_ones_stay(tmp_path: Path) ->
     swept = FileStorage(tmp_path)
     assert not live_path.exists()
     await swept.close()
+
+
+# Resumable uploads: where their state lives, and what a dead worker leaves behind.
+
+
+def _rows(root: Path) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(root / "index.sqlite3")) as db:
+        return db.execute("SELECT upload_id, received, version FROM resumable").fetchall()
+
+
+async def test_resumable_bytes_live_in_a_private_part_file_until_complete(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    data = os.urandom(INLINE_MAX + 10)
+    upload = new_resumable(length=len(data))
+    await storage.create_resumable(upload, max_per_device=0)
+    part = tmp_path / "resumable" / f"{upload.upload_id}.part"
+    assert part.stat().st_mode & 0o777 == 0o600
+    await append(storage, upload, 0, data[:1000])
+    assert part.read_bytes() == data[:1000]
+    assert _rows(tmp_path) == [(upload.upload_id, 1000, None)]
+    done = await append(storage, upload, 1000, data[1000:])
+    assert not part.exists()
+    assert (tmp_path / "blobs" / "tus-1" / str(done.version)).read_bytes() == data
+    assert _rows(tmp_path) == [(upload.upload_id, len(data), done.version)]
+    await storage.close()
+
+
+async def test_bytes_of_an_append_that_died_are_dropped(tmp_path: Path) -> None:
+    """A worker killed mid-append leaves bytes past the committed offset: the next append,
+    in another process or after a restart, starts from the committed offset."""
+    storage = FileStorage(tmp_path)
+    upload = new_resumable(length=3000)
+    await storage.create_resumable(upload, max_per_device=0)
+    await append(storage, upload, 0, b"a" * 1000)
+    await storage.close()
+    part = tmp_path / "resumable" / f"{upload.upload_id}.part"
+    with part.open("ab") as torn:
+        torn.write(b"never committed" * 50)
+    again = FileStorage(tmp_path)
+    assert (await again.resumable("tus-1", upload.upload_id)).offset == 1000
+    done = await append(again, upload, 1000, b"b" * 2000)
+    info = await again.get("tus-1", str(done.version))
+    assert await read_all(again, info) == b"a" * 1000 + b"b" * 2000
+    await again.close()
+
+
+async def test_a_lock_held_by_another_process_is_busy_until_that_process_dies(
+    tmp_path: Path,
+) -> None:
+    storage = FileStorage(tmp_path)
+    upload = new_resumable(length=100)
+    await storage.create_resumable(upload, max_per_device=0)
+    part = tmp_path / "resumable" / f"{upload.upload_id}.part"
+    holder = subprocess.Popen(  # noqa: ASYNC220 - the lock must be another process's
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+            str(part),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"locked\n"
+        with pytest.raises(UploadBusy):
+            await append(storage, upload, 0, b"x" * 10)
+    finally:
+        holder.kill()  # as kill -9: the kernel releases its lock
+        holder.wait()
+    assert (await append(storage, upload, 0, b"x" * 10)).offset == 10
+    await storage.close()
+
+
+async def test_two_storages_on_one_folder_serve_one_upload(tmp_path: Path) -> None:
+    """Worker processes share nothing but the folder: each serves any request of an upload."""
+    one, two = FileStorage(tmp_path), FileStorage(tmp_path)
+    data = os.urandom(500_000)
+    upload = new_resumable(length=len(data))
+    await one.create_resumable(upload, max_per_device=0)
+    await append(one, upload, 0, data[:200_000])
+    assert (await two.resumable("tus-1", upload.upload_id)).offset == 200_000
+    done = await append(two, upload, 200_000, data[200_000:])
+    assert (await one.resumable("tus-1", upload.upload_id)).version == done.version
+    assert await read_all(one, await one.latest("tus-1")) == data
+    await one.close()
+    await two.close()
+
+
+async def test_expired_and_terminated_uploads_leave_nothing_on_disk(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    expiring, terminated = new_resumable(length=1000), new_resumable(length=1000)
+    for upload in (expiring, terminated):
+        await storage.create_resumable(upload, max_per_device=0)
+        await append(storage, upload, 0, b"a" * 500)
+    await storage.delete_resumable("tus-1", terminated.upload_id)
+    assert [row[0] for row in _rows(tmp_path)] == [expiring.upload_id]
+    assert await storage.remove_expired_resumable(time.time() + 2 * EXPIRY) == 1
+    assert _rows(tmp_path) == []
+    assert list((tmp_path / "resumable").iterdir()) == []
+    await storage.close()
+
+
+async def test_orphan_part_files_are_swept_after_a_grace(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    fresh = tmp_path / "resumable" / f"{new_upload_id()}.part"
+    old = tmp_path / "resumable" / f"{new_upload_id()}.part"
+    fresh.write_bytes(b"a creation between its file and its row")
+    old.write_bytes(b"left by a crash")
+    past = time.time() - ORPHAN_GRACE_SECONDS - 1
+    os.utime(old, (past, past))
+    await storage.remove_expired_resumable(time.time())
+    assert fresh.exists() and not old.exists()
+    await storage.close()

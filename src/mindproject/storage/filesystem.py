@@ -4,6 +4,7 @@ Layout under the root folder (see docs/storage.md):
     index.sqlite3                 devices, versions (metadata; small files' bytes), revocations
     blobs/<device>/<version>      the bytes of each larger version
     tmp/<version>.<device>.part   larger uploads in progress, each locked (flock) by its writer
+    resumable/<upload_id>.part    the bytes of an unfinished resumable (tus) upload
 
 Small uploads (up to INLINE_MAX bytes) are stored in their index row: one SQLite commit makes
 them durable and visible at once, and concurrent uploads share commits (sqlite_writer.py), so
@@ -13,6 +14,13 @@ the index row is always the moment an upload becomes visible, so readers see a w
 none. Any failure removes the temp file before the error propagates; the temp files of a process
 that died (kill -9, power loss) are recognised by their lock, which died with it, and removed at
 start-up and every SWEEP_INTERVAL_SECONDS, while other workers' live uploads keep theirs.
+
+Resumable uploads keep their state in the `resumable` table and their bytes in a part file.
+An append holds an exclusive non-blocking flock on the part file (held elsewhere: UploadBusy),
+truncates it to the committed offset (dropping the bytes of an append that died), streams the
+chunk in, flushes, and then commits the new offset with the running sha256 in one SQLite write:
+that commit is the moment the chunk counts. Any worker process can serve any request, and a
+process that dies mid-append leaves nothing that blocks the upload (its lock dies with it).
 
 The folder holds every device's data, so it is private to the service's user: created 0700 (and
 tightened, with a warning, when found open to others), its files 0600.
@@ -34,12 +42,20 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from mindproject.errors import (
+    BadRequest,
+    ChecksumMismatch,
     DeviceNotFound,
     InsufficientStorage,
     MindProjectError,
+    OffsetMismatch,
+    PayloadTooLarge,
+    ResumableNotFound,
     StorageUnavailable,
+    TooManyRequests,
+    UploadBusy,
     UploadNotFound,
 )
+from mindproject.resumable_hash import ResumableSha256
 from mindproject.storage.base import (
     CHUNK_BYTES,
     Page,
@@ -56,6 +72,9 @@ INLINE_MAX = 256 * 1024
 # Bytes gathered in memory before one write() in a worker thread: fewer thread hops per upload.
 WRITE_BATCH = 1024 * 1024
 SWEEP_INTERVAL_SECONDS = 600
+# A part file without a live upload row is removed only after this long: a creation writes the
+# file before its row, and must not lose it to a sweep in between.
+ORPHAN_GRACE_SECONDS = 60
 INDEX_NAME = "index.sqlite3"
 
 _SCHEMA = """
@@ -83,7 +102,25 @@ CREATE TABLE IF NOT EXISTS revocations (
     device_id TEXT PRIMARY KEY,
     revoked_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resumable (
+    upload_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    length INTEGER,
+    received INTEGER NOT NULL,
+    filename TEXT,
+    content_type TEXT,
+    expected_sha256 TEXT,
+    hash_state BLOB NOT NULL,
+    expires_at REAL NOT NULL,
+    version TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS resumable_by_device ON resumable (device_id, version);
+CREATE INDEX IF NOT EXISTS resumable_by_expiry ON resumable (expires_at);
 """
+_RESUMABLE_COLUMNS = (
+    "device_id, upload_id, length, received, filename, content_type, expected_sha256, "
+    "expires_at, version, hash_state"
+)
 _COLUMNS = "device_id, version, size, sha256, filename, content_type"
 
 
@@ -156,11 +193,13 @@ class FileStorage(Storage):
         self.fsync = fsync
         self._blobs = root / "blobs"
         self._tmp = root / "tmp"
+        self._parts = root / "resumable"
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="file-storage")
         try:
             _make_private(root)
             self._blobs.mkdir(mode=0o700, exist_ok=True)
             self._tmp.mkdir(mode=0o700, exist_ok=True)
+            self._parts.mkdir(mode=0o700, exist_ok=True)
             index = root / INDEX_NAME
             self._writer = SqliteWriter(index, synchronous="FULL" if fsync else "OFF")
             self._writer.run_now(_migrate)
@@ -483,12 +522,116 @@ class FileStorage(Storage):
 
         await self._write(change)
 
-    # resumable uploads: being implemented (issue 10); placeholders keep the class whole -------
+    # resumable uploads ---------------------------------------------------------------------
+    def _part(self, upload_id: str) -> Path:
+        return self._parts / f"{upload_id}.part"
+
+    @staticmethod
+    def _state(row: tuple[object, ...]) -> tuple[ResumableUpload, bytes]:
+        device_id, upload_id, length, received, filename, content_type, expected = row[:7]
+        expires_at, version, hash_state = row[7:]
+        assert isinstance(received, int) and isinstance(hash_state, bytes)
+        assert length is None or isinstance(length, int)
+        assert isinstance(expires_at, int | float)
+        upload = ResumableUpload(
+            device_id=str(device_id),
+            upload_id=str(upload_id),
+            length=length,
+            offset=received,
+            filename=filename if isinstance(filename, str) else None,
+            content_type=content_type if isinstance(content_type, str) else None,
+            expected_sha256=expected if isinstance(expected, str) else None,
+            expires_at=float(expires_at),
+            version=version if isinstance(version, str) else None,
+        )
+        return upload, hash_state
+
+    def _load(self, device_id: str, upload_id: str) -> tuple[ResumableUpload, bytes]:
+        """The live state (not expired) and its hash state, or ResumableNotFound."""
+        rows = self._query(
+            f"SELECT {_RESUMABLE_COLUMNS} FROM resumable WHERE upload_id = ? AND device_id = ?",
+            (upload_id, device_id),
+        )
+        if not rows:
+            raise ResumableNotFound(f"device {device_id} has no resumable upload {upload_id}")
+        upload, hash_state = self._state(rows[0])
+        if upload.expires_at <= time.time():  # expired even if the sweep has not run yet
+            raise ResumableNotFound(f"resumable upload {upload_id} has expired")
+        return upload, hash_state
+
     async def create_resumable(self, upload: ResumableUpload, *, max_per_device: int) -> None:
-        raise NotImplementedError
+        part = self._part(upload.upload_id)
+        # The part file exists before its row, so an append never finds a row without a file.
+        await self._run(self._create_part, part)
+
+        def insert(db: sqlite3.Connection) -> None:
+            now = time.time()
+            if max_per_device:
+                count, soonest = db.execute(
+                    "SELECT COUNT(*), MIN(expires_at) FROM resumable "
+                    "WHERE device_id = ? AND version IS NULL AND expires_at > ?",
+                    (upload.device_id, now),
+                ).fetchone()
+                if count >= max_per_device:
+                    raise TooManyRequests(
+                        f"device {upload.device_id} already has {count} unfinished resumable "
+                        "uploads: finish or terminate one first",
+                        retry_after=int(soonest - now) + 1,
+                    )
+            db.execute(
+                f"INSERT INTO resumable ({_RESUMABLE_COLUMNS}) "
+                "VALUES (?, ?, ?, 0, ?, ?, ?, ?, NULL, ?)",
+                (
+                    upload.device_id,
+                    upload.upload_id,
+                    upload.length,
+                    upload.filename,
+                    upload.content_type,
+                    upload.expected_sha256,
+                    upload.expires_at,
+                    ResumableSha256().state(),
+                ),
+            )
+
+        try:
+            await self._write(insert)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+
+    def _create_part(self, part: Path) -> None:
+        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        if self.fsync:
+            _fsync_dir(self._parts)
 
     async def resumable(self, device_id: str, upload_id: str) -> ResumableUpload:
-        raise NotImplementedError
+        return self._load(device_id, upload_id)[0]
+
+    @staticmethod
+    def _lock_part(part: Path) -> int | None:
+        """Open the part file and take its lock: UploadBusy if another append holds it (in any
+        process); None if the file is gone (completed, terminated, or being landed)."""
+        while True:
+            try:
+                fd = os.open(part, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise UploadBusy("another request is appending to this upload") from None
+            try:
+                if part.stat().st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # unlinked or landed while we waited for the lock: look again
+
+    @staticmethod
+    def _write_hashed(fd: int, data: bytes | bytearray, hasher: ResumableSha256) -> None:
+        _write_all(fd, data)
+        hasher.update(data)  # in this thread too: OpenSSL releases the GIL, the loop stays free
 
     async def append_resumable(
         self,
@@ -501,13 +644,220 @@ class FileStorage(Storage):
         expires_at: float,
         version: str,
     ) -> ResumableUpload:
-        raise NotImplementedError
+        part = self._part(upload_id)
+        fd = await self._run(self._lock_part, part)
+        try:
+            upload, hash_state = self._load(device_id, upload_id)
+            if fd is None or upload.complete:
+                return await self._append_to_finished(upload, offset, chunk, landing=fd is None)
+            if length is not None:
+                if upload.length is not None and upload.length != length:
+                    raise BadRequest(f"the upload's length is already {upload.length}")
+                if length < upload.offset:
+                    raise BadRequest(f"length {length} is below the offset {upload.offset}")
+            total = upload.length if upload.length is not None else length
+            if offset != upload.offset:
+                raise OffsetMismatch(
+                    f"the upload is at offset {upload.offset}, not {offset}", offset=upload.offset
+                )
+            # Bytes past the committed offset are those of an append that died: drop them.
+            await self._run(os.ftruncate, fd, upload.offset)
+            await self._run(os.lseek, fd, upload.offset, os.SEEK_SET)
+            hasher = ResumableSha256(hash_state)
+            received = upload.offset
+            pending = bytearray()
+            try:
+                async for data in chunk:
+                    received += len(data)
+                    if total is not None and received > total:
+                        raise PayloadTooLarge(f"the chunk goes past the upload's length {total}")
+                    pending += data
+                    if len(pending) >= WRITE_BATCH:
+                        await self._run(self._write_hashed, fd, pending, hasher)
+                        pending = bytearray()
+                await self._run(self._write_hashed, fd, pending, hasher)
+                if self.fsync:
+                    await self._run(os.fsync, fd)
+            except BaseException:
+                with contextlib.suppress(OSError):  # the next append truncates anyway
+                    os.ftruncate(fd, upload.offset)
+                raise
+            if total is not None and received == total:
+                return await self._complete(upload, fd, hasher, total, expires_at, version)
+            return await self._commit_append(upload, received, hasher, length, expires_at)
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the lock, after the commit
+
+    async def _append_to_finished(
+        self, upload: ResumableUpload, offset: int, chunk: UploadSource, *, landing: bool
+    ) -> ResumableUpload:
+        """An append to an upload already complete (or being completed by another request)."""
+        if not upload.complete:
+            # The file left its place for blobs/ and the commit is on its way (or the data
+            # folder was tampered with): either way, not now.
+            raise UploadBusy("the upload is being completed by another request")
+        if offset != upload.offset:
+            raise OffsetMismatch(
+                f"the upload is complete at offset {upload.offset}", offset=upload.offset
+            )
+        async for data in chunk:
+            if data:
+                raise PayloadTooLarge("the upload is complete: no more bytes fit")
+        return upload
+
+    async def _commit_append(
+        self,
+        upload: ResumableUpload,
+        received: int,
+        hasher: ResumableSha256,
+        length: int | None,
+        expires_at: float,
+    ) -> ResumableUpload:
+        state = hasher.state()
+
+        def commit(db: sqlite3.Connection) -> None:
+            updated = db.execute(
+                "UPDATE resumable SET received = ?, hash_state = ?, expires_at = ?, "
+                "length = COALESCE(length, ?) "
+                "WHERE upload_id = ? AND received = ? AND version IS NULL",
+                (received, state, expires_at, length, upload.upload_id, upload.offset),
+            ).rowcount
+            if updated != 1:  # terminated or expired meanwhile
+                raise ResumableNotFound(f"resumable upload {upload.upload_id} is gone")
+
+        await self._write(commit)
+        return self._load(upload.device_id, upload.upload_id)[0]
+
+    async def _complete(
+        self,
+        upload: ResumableUpload,
+        fd: int,
+        hasher: ResumableSha256,
+        total: int,
+        expires_at: float,
+        version: str,
+    ) -> ResumableUpload:
+        """The last byte is in: the part file becomes a version, as a large save() lands one."""
+        sha256 = hasher.hexdigest()
+        part = self._part(upload.upload_id)
+        if upload.expected_sha256 is not None and sha256 != upload.expected_sha256:
+            await self._write(
+                lambda db: db.execute(
+                    "DELETE FROM resumable WHERE upload_id = ?", (upload.upload_id,)
+                )
+            )
+            part.unlink(missing_ok=True)
+            raise ChecksumMismatch(
+                f"the file's sha256 is {sha256}, not the {upload.expected_sha256} declared "
+                "in Upload-Metadata: the upload is removed"
+            )
+        info = UploadInfo(
+            upload.device_id, version, total, sha256, upload.filename, upload.content_type
+        )
+        data: bytes | None = None
+        blob = self._blobs / upload.device_id / version
+        if total <= INLINE_MAX:
+            data = await self._run(os.pread, fd, total, 0)
+        else:
+            # A hard link, not a rename: until the commit the part file stays where a retry of
+            # this last chunk finds it (a crash here leaves at worst an unlisted blob).
+            await self._run(self._link_blob, part, info)
+        state = hasher.state()
+
+        def commit(db: sqlite3.Connection) -> None:
+            updated = db.execute(
+                "UPDATE resumable SET received = ?, hash_state = ?, expires_at = ?, "
+                "length = ?, version = ? WHERE upload_id = ? AND received = ? AND version IS NULL",
+                (total, state, expires_at, total, version, upload.upload_id, upload.offset),
+            ).rowcount
+            if updated != 1:
+                raise ResumableNotFound(f"resumable upload {upload.upload_id} is gone")
+            self._insert(db, info, data, None)
+
+        try:
+            await self._write(commit)
+        except BaseException:
+            blob.unlink(missing_ok=True)
+            raise
+        part.unlink(missing_ok=True)
+        return self._load(upload.device_id, upload.upload_id)[0]
+
+    def _link_blob(self, part: Path, info: UploadInfo) -> None:
+        device_dir = self._blobs / info.device_id
+        for attempt in range(3):  # a concurrent delete may remove the device folder meanwhile
+            created = not device_dir.exists()
+            device_dir.mkdir(mode=0o700, exist_ok=True)
+            if created and self.fsync:
+                _fsync_dir(self._blobs)
+            try:
+                os.link(part, device_dir / info.version)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        if self.fsync:
+            _fsync_dir(device_dir)
 
     async def delete_resumable(self, device_id: str, upload_id: str) -> None:
-        raise NotImplementedError
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM resumable WHERE upload_id = ? AND device_id = ? AND expires_at > ?",
+                (upload_id, device_id, time.time()),
+            ).rowcount
+
+        if not await self._write(delete):
+            raise ResumableNotFound(f"device {device_id} has no resumable upload {upload_id}")
+        # An append under way finds its row gone at its commit, and fails: no lock needed here.
+        await self._run(self._part(upload_id).unlink, True)
 
     async def remove_expired_resumable(self, now: float) -> int:
-        return 0
+        rows = self._query("SELECT upload_id FROM resumable WHERE expires_at <= ?", (now,))
+        removed = 0
+        for (upload_id,) in rows:
+            part = self._part(str(upload_id))
+            try:
+                fd = await self._run(self._lock_part, part)
+            except UploadBusy:
+                continue  # an append is under way: it moves the expiry, or the next sweep runs
+            try:
+                removed += await self._write(self._delete_expired(str(upload_id), now))
+                if fd is not None:
+                    part.unlink(missing_ok=True)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        live = {
+            str(row[0])
+            for row in self._query("SELECT upload_id FROM resumable WHERE version IS NULL", ())
+        }
+        await self._run(self._remove_orphan_parts, live)
+        return removed
+
+    @staticmethod
+    def _delete_expired(upload_id: str, now: float) -> Callable[[sqlite3.Connection], int]:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM resumable WHERE upload_id = ? AND expires_at <= ?", (upload_id, now)
+            ).rowcount
+
+        return delete
+
+    def _remove_orphan_parts(self, live: set[str]) -> None:
+        """Part files without an unfinished upload (a crash between two steps): removed."""
+        for entry in os.scandir(self._parts):
+            upload_id = entry.name.removesuffix(".part")
+            if upload_id in live or not entry.name.endswith(".part"):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime > time.time() - ORPHAN_GRACE_SECONDS:
+                    continue  # a creation between its file and its row
+                part = Path(entry.path)
+                with contextlib.suppress(UploadBusy):
+                    fd = self._lock_part(part)
+                    if fd is not None:
+                        part.unlink(missing_ok=True)
+                        os.close(fd)
 
     async def check(self) -> None:
         if not os.access(self._tmp, os.W_OK):
