@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
-from mindproject.api import devices, docs, health, metrics, revocations, uploads
+from mindproject.api import devices, docs, health, metrics, resumable, revocations, uploads
 from mindproject.api.errors import HANDLERS
 from mindproject.api.slash_redirect import SlashRedirect
 from mindproject.auth.authenticator import Authenticator
@@ -41,6 +41,7 @@ ROUTES: list[BaseRoute] = [
     *docs.routes,
     *devices.routes,
     *uploads.routes,
+    *resumable.routes,
     *revocations.routes,
     *devices.fallback_routes,
 ]
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origin_list,
-                allow_methods=["GET", "PUT", "DELETE"],
+                allow_methods=["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"],
                 allow_headers=[
                     "Authorization",
                     "Content-Type",
@@ -104,8 +105,33 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                     "X-Request-ID",
                     "Range",
                     "If-None-Match",
+                    "Idempotency-Key",
+                    # tus (api/resumable.py): browser clients (tus-js-client, Uppy) send these
+                    "Tus-Resumable",
+                    "Upload-Length",
+                    "Upload-Defer-Length",
+                    "Upload-Metadata",
+                    "Upload-Offset",
+                    "Upload-Checksum",
                 ],
-                expose_headers=["X-Request-ID", "ETag", "Content-Range", "X-Version"],
+                expose_headers=[
+                    "X-Request-ID",
+                    "ETag",
+                    "Content-Range",
+                    "X-Version",
+                    "Idempotent-Replayed",
+                    # tus answers a browser client must be able to read
+                    "Location",
+                    "Upload-Offset",
+                    "Upload-Length",
+                    "Upload-Defer-Length",
+                    "Upload-Expires",
+                    "Tus-Resumable",
+                    "Tus-Version",
+                    "Tus-Extension",
+                    "Tus-Max-Size",
+                    "Tus-Checksum-Algorithm",
+                ],
                 allow_credentials=False,
                 max_age=600,
             )

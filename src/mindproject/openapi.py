@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from mindproject import __version__
 from mindproject.api import params
 from mindproject.api.operation import Answer, ApiRoute, Header, Operation, Parameter
-from mindproject.identifiers import VERSION_PATTERN
+from mindproject.identifiers import UPLOAD_ID_PATTERN, VERSION_PATTERN
 
 
 class UndescribedRoute(Exception):
@@ -26,8 +26,14 @@ class UndescribedRoute(Exception):
 
 
 # Path parameters by the name routes give them in their paths.
+UPLOAD_ID_PARAM = Parameter(
+    "upload_id",
+    "path",
+    {"type": "string", "pattern": f"^{UPLOAD_ID_PATTERN}$"},
+    "A resumable upload's id (from the Location of its creation)",
+)
 PATH_PARAMETERS: dict[str, Parameter] = {
-    param.name: param for param in (params.DEVICE_ID_PARAM, params.VERSION_PARAM)
+    param.name: param for param in (params.DEVICE_ID_PARAM, params.VERSION_PARAM, UPLOAD_ID_PARAM)
 }
 
 # Any request may be refused for its header size (middleware.header_limit, and on the wire
@@ -45,12 +51,31 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
         (Header("WWW-Authenticate", {"type": "string"}, 'Bearer realm="mindproject", …'),),
     ),
     403: ("The token's role may not do this, or not on this device", ()),
-    404: ("No such device or upload", ()),
+    404: ("No such device or upload (or resumable upload: terminated, expired)", ()),
     408: ("The request body stopped arriving", ()),
-    409: ("Idempotency-Key already used for different bytes", ()),
+    409: (
+        "Idempotency-Key already used for different bytes; or a chunk sent for another offset "
+        "than the resumable upload's (error.details.offset says where to resume)",
+        (
+            Header(
+                "Upload-Offset",
+                {"type": "string"},
+                "Resumable uploads: the offset to resume at",
+                required=False,
+            ),
+        ),
+    ),
     411: ("Neither Content-Length nor chunked encoding", ()),
-    413: ("Upload larger than the configured maximum", ()),
-    415: ("Body is neither multipart/form-data nor application/octet-stream", ()),
+    412: (
+        "Tus-Resumable missing or not 1.0.0",
+        (Header("Tus-Version", {"type": "string"}, "1.0.0"),),
+    ),
+    413: ("Upload larger than the configured maximum (or a chunk past the upload's length)", ()),
+    415: (
+        "Body is neither multipart/form-data nor application/octet-stream (resumable chunks: "
+        "not application/offset+octet-stream)",
+        (),
+    ),
     416: (
         "Range outside the file",
         (Header("Content-Range", {"type": "string"}, "bytes */SIZE"),),
@@ -59,7 +84,9 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
         "Over the device's request rate or uploads in flight",
         (Header("Retry-After", {"type": "string", "pattern": "^[0-9]+$"}, "Seconds to wait"),),
     ),
+    423: ("Another request is appending to this resumable upload right now", ()),
     431: ("Request headers too large", ()),
+    460: ("The chunk's Upload-Checksum does not match its bytes: nothing was appended", ()),
     503: ("Storage unavailable (or, for /readyz, shutting down)", ()),
     507: ("Storage full", ()),
 }
@@ -195,6 +222,10 @@ def _schemas() -> dict[str, Any]:
                         "code": {"type": "string"},
                         "message": {"type": "string"},
                         "request_id": {"type": "string"},
+                        "details": {
+                            "type": "object",
+                            "description": "Facts to recover with (offset_mismatch: offset)",
+                        },
                     },
                 }
             },

@@ -11,10 +11,19 @@ import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
-from mindproject.errors import BadRequest, ChecksumMismatch, IncompleteBody, PayloadTooLarge
+from mindproject.errors import (
+    BadRequest,
+    ChecksumMismatch,
+    ChunkChecksumMismatch,
+    IncompleteBody,
+    MindProjectError,
+    PayloadTooLarge,
+)
 
 # Digest algorithms a client may ask us to verify, by their RFC 9530 names.
 _DIGESTS = {"sha-256": "sha256", "sha-512": "sha512"}
+# The tus checksum extension's algorithms (Upload-Checksum), by their tus (= hashlib) names.
+TUS_CHECKSUM_ALGORITHMS = ("sha1", "md5", "sha256")
 
 
 @dataclass
@@ -22,6 +31,24 @@ class ExpectedDigests:
     """Checksums the client sent with the upload: hashlib name -> expected raw digest."""
 
     digests: dict[str, bytes] = field(default_factory=dict)
+    # What a mismatch raises: 400 for a whole upload, tus's 460 for one chunk of a resumable one.
+    mismatch: type[MindProjectError] = ChecksumMismatch
+
+    @classmethod
+    def from_upload_checksum(cls, value: str | None) -> ExpectedDigests:
+        """The tus `Upload-Checksum: <algorithm> <base64 digest>` of one chunk."""
+        if value is None:
+            return cls()
+        algorithm, _, digest = value.strip().partition(" ")
+        if algorithm not in TUS_CHECKSUM_ALGORITHMS:
+            raise BadRequest(
+                f"Upload-Checksum algorithm {algorithm!r} not supported; use one of "
+                f"{', '.join(TUS_CHECKSUM_ALGORITHMS)}"
+            )
+        raw = _b64(digest.strip(), "Upload-Checksum")
+        if len(raw) != hashlib.new(algorithm).digest_size:
+            raise BadRequest(f"Upload-Checksum is not a {algorithm} digest")
+        return cls({algorithm: raw}, mismatch=ChunkChecksumMismatch)
 
     @classmethod
     def from_headers(cls, content_digest: str | None, content_md5: str | None) -> ExpectedDigests:
@@ -81,6 +108,7 @@ class MeasuredStream:
         self._max_bytes = max_bytes
         self._declared_length = declared_length
         self._expected = expected.digests if expected else {}
+        self._mismatch = expected.mismatch if expected else ChecksumMismatch
         self._sha256 = hashlib.sha256()
         self._extra = {name: hashlib.new(name) for name in self._expected if name != "sha256"}
         self.size = 0
@@ -113,7 +141,7 @@ class MeasuredStream:
         for name, want in self._expected.items():
             got = self._sha256.digest() if name == "sha256" else self._extra[name].digest()
             if got != want:
-                raise ChecksumMismatch(f"{name} of the received bytes does not match the header")
+                raise self._mismatch(f"{name} of the received bytes does not match the header")
 
 
 def base64_length(size: int) -> int:

@@ -66,7 +66,7 @@ class UploadBody:
     content_type: str | None
 
 
-async def _socket_chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
+async def socket_chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
     """The body as it arrives; a client silent for `idle_seconds` mid-body is cut off (408)."""
     receive = request.receive
     while True:
@@ -84,7 +84,7 @@ async def _socket_chunks(request: Request, idle_seconds: float) -> AsyncIterator
             return
 
 
-def _declared_length(request: Request, max_bytes: int) -> int | None:
+def declared_length(request: Request, max_bytes: int) -> int | None:
     """The Content-Length, refused early when even the envelope cannot make it fit."""
     raw = request.headers.get("content-length")
     if raw is None:
@@ -104,19 +104,19 @@ async def read_upload(request: Request, max_bytes: int, body_timeout: float) -> 
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     is_form = media_type == "multipart/form-data"
-    length = _declared_length(request, max_bytes + (ENVELOPE_ALLOWANCE if is_form else 0))
+    length = declared_length(request, max_bytes + (ENVELOPE_ALLOWANCE if is_form else 0))
     expected = ExpectedDigests.from_headers(
         request.headers.get(CONTENT_DIGEST.name), request.headers.get(CONTENT_MD5.name)
     )
     if is_form:
-        form = MultipartFile(_socket_chunks(request, body_timeout), boundary_of(content_type))
+        form = MultipartFile(socket_chunks(request, body_timeout), boundary_of(content_type))
         await form.start()
         # The size limit applies to the file; the form's envelope adds a few hundred bytes.
         stream = MeasuredStream(form, max_bytes=max_bytes, expected=expected)
         return UploadBody(stream, form.filename, form.content_type)
     if media_type in RAW_TYPES or not media_type:
         stream = MeasuredStream(
-            _socket_chunks(request, body_timeout),
+            socket_chunks(request, body_timeout),
             max_bytes=max_bytes,
             expected=expected,
             declared_length=length,

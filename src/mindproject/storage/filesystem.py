@@ -205,7 +205,11 @@ class FileStorage(Storage):
             self._writer.run_now(_migrate)
             # Reads run on the event loop thread: they are short range scans of an indexed table,
             # cheaper in place than a thread hop, and WAL readers never wait for the writer.
-            self._reader = sqlite3.connect(index, isolation_level=None, timeout=5)
+            # That loop's thread need not be the one that opened the storage (a test client runs
+            # the app in a thread of its own): one thread at a time uses it, never two.
+            self._reader = sqlite3.connect(
+                index, isolation_level=None, timeout=5, check_same_thread=False
+            )
         except OSError as exc:
             raise _os_error(exc) from exc
         except sqlite3.Error as exc:
