@@ -406,6 +406,39 @@ async def test_busy_upload_gets_423(tus: Tus) -> None:
     assert (await tus.patch(url, 0, b"a" * 100)).status_code == 204
 
 
+async def test_racing_patches_append_exactly_one(tus: Tus) -> None:
+    """Two real PATCHes at one offset: the first holds the upload while its body trickles in;
+    the second is refused (423) without a byte appended; the bytes never interleave."""
+    url = await tus.create(2000)
+    started, release = anyio.Event(), anyio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"1" * 500
+        started.set()
+        await release.wait()
+        yield b"1" * 500
+
+    async with anyio.create_task_group() as group:
+        answers: list[httpx.Response] = []
+
+        async def first() -> None:
+            headers = {**CHUNK, "Upload-Offset": "0", "Content-Length": "1000"}
+            answers.append(await tus.http.patch(url, content=slow_body(), headers=headers))
+
+        group.start_soon(first)
+        await started.wait()
+        second = await tus.patch(url, 0, b"2" * 1000)
+        release.set()
+    assert_error(second, 423, "upload_busy")
+    assert answers[0].status_code == 204 and answers[0].headers["upload-offset"] == "1000"
+    late = await tus.patch(url, 0, b"2" * 1000)
+    assert assert_error(late, 409, "offset_mismatch")["details"] == {"offset": 1000}
+    done = await tus.patch(url, 1000, b"3" * 1000)
+    assert done.status_code == 204
+    raw = await tus.http.get(f"/api/devices/{DEVICE}", params={"encoding": "raw"})
+    assert raw.content == b"1" * 1000 + b"3" * 1000
+
+
 async def test_unknown_and_expired_uploads_get_404(tus: Tus) -> None:
     for upload_id in ("0" * 32, "not-an-id"):
         missing = await tus.http.head(f"{COLLECTION}/{upload_id}", headers=TUS)

@@ -798,6 +798,8 @@ class FileStorage(Storage):
                 os.link(part, device_dir / info.version)
                 break
             except FileNotFoundError:
+                if not part.exists():  # terminated or expired meanwhile (we hold its lock)
+                    raise ResumableNotFound("the resumable upload is gone") from None
                 if attempt == 2:
                     raise
         if self.fsync:
