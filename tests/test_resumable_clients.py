@@ -207,3 +207,19 @@ def test_a_server_killed_mid_patch_resumes_at_the_last_durable_offset(tmp_path: 
     assert content == data
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
     assert not part.exists()
+
+
+def test_worker_processes_share_uploads(tmp_path: Path) -> None:
+    """Two worker processes on one data folder, sharing nothing else: tuspy opens a connection
+    per request, so its chunks may land on either worker (which one is not asserted: the kernel
+    chooses; tests/storage/test_filesystem.py drives two storages on one folder by hand)."""
+    device = "two-workers"
+    data = os.urandom(MiB + 9)
+    with run_server(
+        tmp_path, f"file://{tmp_path / 'data'}", env=ENV, args=("--workers", "2")
+    ) as server:
+        upload = uploader(tus_client(server.url, device), data, 32 * KiB)
+        upload.upload()
+        content, info = stored(server, device)
+    assert content == data
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
