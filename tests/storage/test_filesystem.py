@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mindproject.errors import InsufficientStorage, UploadBusy
+from mindproject.errors import InsufficientStorage, ResumableNotFound, UploadBusy
 from mindproject.identifiers import new_upload_id, new_version_id
 from mindproject.storage.filesystem import INLINE_MAX, ORPHAN_GRACE_SECONDS, FileStorage
 from tests.storage.test_contract import EXPIRY, append, measured, new_resumable, read_all
@@ -320,4 +320,16 @@ async def test_orphan_part_files_are_swept_after_a_grace(tmp_path: Path) -> None
     os.utime(old, (past, past))
     await storage.remove_expired_resumable(time.time())
     assert fresh.exists() and not old.exists()
+    await storage.close()
+
+
+async def test_an_upload_whose_part_file_was_removed_by_hand_is_gone(tmp_path: Path) -> None:
+    """Not busy forever: the bytes are lost, so the client is told to start again (404)."""
+    storage = FileStorage(tmp_path)
+    upload = new_resumable(length=100)
+    await storage.create_resumable(upload, max_per_device=0)
+    await append(storage, upload, 0, b"a" * 10)
+    (tmp_path / "resumable" / f"{upload.upload_id}.part").unlink()
+    with pytest.raises(ResumableNotFound):
+        await append(storage, upload, 10, b"b" * 10)
     await storage.close()

@@ -653,7 +653,7 @@ class FileStorage(Storage):
         try:
             upload, hash_state = self._load(device_id, upload_id)
             if fd is None or upload.complete:
-                return await self._append_to_finished(upload, offset, chunk, landing=fd is None)
+                return await self._append_to_finished(upload, offset, chunk)
             if length is not None:
                 if upload.length is not None and upload.length != length:
                     raise BadRequest(f"the upload's length is already {upload.length}")
@@ -694,13 +694,16 @@ class FileStorage(Storage):
                 os.close(fd)  # releases the lock, after the commit
 
     async def _append_to_finished(
-        self, upload: ResumableUpload, offset: int, chunk: UploadSource, *, landing: bool
+        self, upload: ResumableUpload, offset: int, chunk: UploadSource
     ) -> ResumableUpload:
-        """An append to an upload already complete (or being completed by another request)."""
+        """An append to an upload that is complete, or whose part file is missing."""
         if not upload.complete:
-            # The file left its place for blobs/ and the commit is on its way (or the data
-            # folder was tampered with): either way, not now.
-            raise UploadBusy("the upload is being completed by another request")
+            # Every step removes the row before the file and creates the file before the row, so
+            # only a hand in the data folder gets here: the bytes are lost, the client restarts.
+            log.warning(
+                "resumable upload without its part file", extra={"upload_id": upload.upload_id}
+            )
+            raise ResumableNotFound(f"resumable upload {upload.upload_id} lost its bytes")
         if offset != upload.offset:
             raise OffsetMismatch(
                 f"the upload is complete at offset {upload.offset}", offset=upload.offset
