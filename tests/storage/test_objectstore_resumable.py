@@ -173,9 +173,11 @@ async def assert_version(storage: ObjectStorage, state: ResumableUpload, data: b
 
 
 async def assert_only_final_record(replicas: Replicas) -> None:
+    """After completion: the last record and the completion marker, no bytes."""
     keys, multipart = await replicas.leftovers()
     assert multipart == 0
-    assert len(keys) == 1 and "/log/" in keys[0], keys
+    assert len(keys) == 2, keys
+    assert "/log/" in keys[1] and keys[0].endswith("/claim/complete"), keys
 
 
 @pytest.mark.parametrize(
@@ -231,6 +233,19 @@ async def test_deferred_length_declared_early_then_enforced(replicas: Replicas) 
     assert (await storage.resumable(DEVICE, upload.upload_id)).offset == 0
     state = await append(storage, upload, 0, b"0123456789")
     assert state.complete
+
+
+async def test_deferred_length_declared_midway_without_bytes(replicas: Replicas) -> None:
+    storage = replicas.make()
+    data = os.urandom(9 * MiB + 5)
+    upload = await create(storage, None)
+    await append(storage, upload, 0, data[: 6 * MiB])
+    state = await append(replicas.make(), upload, 6 * MiB, b"", length=len(data))
+    assert state.length == len(data) and state.offset == 6 * MiB
+    assert (await storage.resumable(DEVICE, upload.upload_id)).length == len(data)
+    final = await append(storage, upload, 6 * MiB, data[6 * MiB :])
+    await assert_version(storage, final, data)
+    await assert_only_final_record(replicas)
 
 
 async def test_offset_mismatch_says_where_to_resume(replicas: Replicas) -> None:
@@ -426,6 +441,20 @@ async def test_completion_left_unfinished_is_finished_by_any_replica(replicas: R
     state = await two.resumable(DEVICE, upload.upload_id)
     assert state.offset == len(data)
     await assert_version(two, state, data)
+
+
+async def test_finished_upload_whose_version_was_deleted_stays_finished(
+    replicas: Replicas,
+) -> None:
+    storage = replicas.make()
+    upload = await create(storage, 3)
+    final = await append(storage, upload, 0, b"abc")
+    assert final.version is not None
+    await storage.delete_upload(DEVICE, final.version)
+    state = await replicas.make().resumable(DEVICE, upload.upload_id)
+    assert state.complete and state.version == final.version and state.offset == 3
+    with pytest.raises(DeviceNotFound):
+        await storage.latest(DEVICE)
 
 
 async def test_declared_sha256_mismatch_keeps_no_version(replicas: Replicas) -> None:

@@ -6,7 +6,7 @@
     <prefix>/blobs/<device>/<version>                 bytes of a large version (kind "b")
     <prefix>/revocations/<device>/<revoked_at_us>     empty: the device's tokens until then fail
     <prefix>/idempotency/<device>/<key>               the version an Idempotency-Key stands for
-    <prefix>/resumable/<device>/<upload>/log/<inverted start offset, or "~" at creation>
+    <prefix>/resumable/<device>/<upload>/log/<inverted start offset>[.length], or log/~
                                                       a resumable upload's state after each chunk
     <prefix>/resumable/<device>/<upload>/claim/<offset>   an append under way at that offset
     <prefix>/resumable/<device>/<upload>/data/<offset>.<nonce>.<piece>   a chunk's bytes
@@ -110,14 +110,22 @@ class Layout:
     def resumable_log_dir(self, device_id: str, upload_id: str) -> str:
         return self._join("resumable", device_id, upload_id, "log")
 
-    def resumable_record(self, device_id: str, upload_id: str, start: int | None) -> str:
-        """The state after the chunk that started at `start` (None: the creation record)."""
+    def resumable_record(
+        self, device_id: str, upload_id: str, start: int | None, *, declaration: bool = False
+    ) -> str:
+        """The state after the chunk that started at `start` (None: the creation record).
+
+        A deferred length declared without bytes gets `<inverted offset>.length`: it sorts
+        after the record of the chunk that will start at that offset, before all older ones.
+        """
         name = CREATION if start is None else f"{_INVERT - start:0{_OFFSET_DIGITS}d}"
+        if declaration:
+            name += ".length"
         return self._join("resumable", device_id, upload_id, "log", name)
 
     def parse_resumable_record(self, key: str) -> int | None:
         """The start offset of a log record's chunk (None: the creation record)."""
-        name = key.rpartition("/")[2]
+        name = key.rpartition("/")[2].partition(".")[0]
         return None if name == CREATION else _INVERT - int(name)
 
     def resumable_claim(self, device_id: str, upload_id: str, offset: int) -> str:
@@ -127,10 +135,6 @@ class Layout:
 
     def resumable_completion_claim(self, device_id: str, upload_id: str) -> str:
         return self._join("resumable", device_id, upload_id, "claim", "complete")
-
-    def resumable_length(self, device_id: str, upload_id: str) -> str:
-        """A deferred length, once declared (create-only)."""
-        return self._join("resumable", device_id, upload_id, "length")
 
     def resumable_data_dir(self, device_id: str, upload_id: str) -> str:
         return self._join("resumable", device_id, upload_id, "data")

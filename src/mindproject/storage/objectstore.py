@@ -69,6 +69,7 @@ PIECE_BYTES = PART_BYTES
 # a replica that died, and is taken over (the margin covers clock skew and slow PUTs).
 CLAIM_REFRESH_SECONDS = 15.0
 STALE_APPEND_SECONDS = 60.0
+DONE = b"done"  # the completion claim's body once the version was written
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,22 @@ class _Record:
             expires_at=self.expires_at,
             version=version,
         )
+
+
+def _check_append(record: _Record, offset: int, length: int | None) -> int | None:
+    """Refuse an append that does not fit the state; the upload's length after it."""
+    if record.version is not None:
+        raise OffsetMismatch("the upload is already complete", offset=record.offset)
+    if length is not None and record.length is not None and length != record.length:
+        raise BadRequest(f"the upload's length is already {record.length}")
+    if offset != record.offset:
+        raise OffsetMismatch(
+            f"the upload is at offset {record.offset}, not {offset}", offset=record.offset
+        )
+    new_length = record.length if record.length is not None else length
+    if new_length is not None and new_length < offset:
+        raise BadRequest(f"length {new_length} is below the upload's offset {offset}")
+    return new_length
 
 
 class UploadAborted(Exception):
@@ -504,34 +521,27 @@ class ObjectStorage(Storage):
         version: str,
     ) -> ResumableUpload:
         record = await self._live_record(device_id, upload_id)
-        if record.length is None:
-            record = replace(record, length=await self._declared_length(device_id, upload_id))
-        if record.version is not None:
-            raise OffsetMismatch("the upload is already complete", offset=record.offset)
-        if length is not None and record.length is not None and length != record.length:
-            raise BadRequest(f"the upload's length is already {record.length}")
-        if offset != record.offset:
-            raise OffsetMismatch(
-                f"the upload is at offset {record.offset}, not {offset}", offset=record.offset
-            )
-        new_length = record.length if record.length is not None else length
-        if new_length is not None and new_length < offset:
-            raise BadRequest(f"length {new_length} is below the upload's offset {offset}")
-        nonce = await self._claim_append(device_id, upload_id, offset)
+        _check_append(record, offset, length)
+        nonce, record = await self._claim_append(device_id, upload_id, offset, record)
         pieces: list[str] = []
         try:
+            new_length = _check_append(record, offset, length)
             hasher = ResumableSha256(record.hash_state)
             size = await self._store_chunk(
                 device_id, upload_id, offset, nonce, chunk, hasher, new_length, pieces
             )
             end = offset + size
-            if record.length is None and length is not None:
-                await self._declare_length(device_id, upload_id, length)
             complete = new_length is not None and end == new_length
             if size == 0 and not complete:
-                # Nothing to commit (a zero-byte record would take the next chunk's key).
-                await self._release_claim(device_id, upload_id, offset)
-                return replace(record, length=new_length).upload(device_id, upload_id, None)
+                # No bytes: at most a length to declare, in a record of its own (the next
+                # chunk's record, at this same offset, sorts before it). Its claim stays: the
+                # next append sees the declaration is the latest record and takes it over.
+                if new_length == record.length:
+                    await self._release_claim(device_id, upload_id, offset)
+                    return record.upload(device_id, upload_id, None)
+                await self._declare_length(device_id, upload_id, record, new_length, expires_at)
+                record = replace(record, length=new_length, expires_at=expires_at)
+                return record.upload(device_id, upload_id, None)
             sha256 = hasher.hexdigest()
             if complete and record.expected_sha256 and sha256 != record.expected_sha256:
                 await self._remove_upload(device_id, upload_id)
@@ -542,7 +552,7 @@ class ObjectStorage(Storage):
                 record,
                 length=new_length,
                 offset=end,
-                expires_at=record.expires_at if complete else expires_at,
+                expires_at=expires_at,
                 version=version if complete else None,
                 hash_state=hasher.state(),
                 start=offset,
@@ -634,52 +644,62 @@ class ObjectStorage(Storage):
         )
         return [record for record in found if record is not None]
 
-    async def _declared_length(self, device_id: str, upload_id: str) -> int | None:
-        key = self._layout.resumable_length(device_id, upload_id)
+    async def _declare_length(
+        self,
+        device_id: str,
+        upload_id: str,
+        record: _Record,
+        length: int | None,
+        expires_at: float,
+    ) -> None:
+        declared = replace(
+            record, length=length, expires_at=expires_at, start=record.offset, nonce=None
+        )
+        key = self._layout.resumable_record(device_id, upload_id, record.offset, declaration=True)
         try:
-            return int(await self._get_bytes(key))
-        except FileNotFoundError:
-            return None
-
-    async def _declare_length(self, device_id: str, upload_id: str, length: int) -> None:
-        """A deferred length, declared once: a create-only object (records copy it later)."""
-        key = self._layout.resumable_length(device_id, upload_id)
-        try:
-            await self._call(
-                obstore.put_async(self._store, key, str(length).encode(), mode="create")
-            )
+            await self._call(obstore.put_async(self._store, key, declared.encode(), mode="create"))
         except AlreadyExistsError:
-            if await self._declared_length(device_id, upload_id) != length:
+            latest = await self._latest_record(device_id, upload_id)
+            if latest is None or latest.length != length:
                 raise BadRequest("the upload's length was already declared otherwise") from None
 
-    async def _claim_append(self, device_id: str, upload_id: str, offset: int) -> str:
+    async def _claim_append(
+        self, device_id: str, upload_id: str, offset: int, record: _Record
+    ) -> tuple[str, _Record]:
         """Claim `offset` for this append (If-None-Match): UploadBusy while another holds it.
 
-        The claim only makes a concurrent append fail fast with 423; correctness rests on the
-        record's conditional create. A claim not refreshed for STALE_APPEND_SECONDS belongs to a
-        replica that died mid-append and is taken over.
+        Returns the claim's nonce and the state to append to. The claim only makes a concurrent
+        append fail fast with 423; correctness rests on the record's conditional create. A claim
+        not refreshed for STALE_APPEND_SECONDS belongs to a replica that died mid-append, and
+        one left by a length declaration (the latest record, at this offset) is done: both are
+        taken over.
         """
         key = self._layout.resumable_claim(device_id, upload_id, offset)
         nonce = secrets.token_hex(8)
-        for _ in range(2):
+        for _ in range(3):
             try:
                 await self._call(obstore.put_async(self._store, key, nonce.encode(), mode="create"))
-                return nonce
+                return nonce, record
             except AlreadyExistsError:
                 pass
             try:
                 meta = await self._call(obstore.head_async(self._store, key))
             except FileNotFoundError:
                 continue  # released meanwhile
-            if (datetime.now(UTC) - meta["last_modified"]).total_seconds() > STALE_APPEND_SECONDS:
-                await self._call(obstore.delete_async(self._store, key))
-                continue
-            latest = await self._latest_record(device_id, upload_id)
-            if latest is not None and latest.offset != offset:
-                raise OffsetMismatch(
-                    f"the upload is at offset {latest.offset}, not {offset}", offset=latest.offset
-                )
-            break
+            age = (datetime.now(UTC) - meta["last_modified"]).total_seconds()
+            if age <= STALE_APPEND_SECONDS:
+                latest = await self._latest_record(device_id, upload_id)
+                if latest is None or latest.expires_at <= time.time():
+                    raise ResumableNotFound("no such resumable upload")
+                if latest.offset != offset or latest.version is not None:
+                    raise OffsetMismatch(
+                        f"the upload is at offset {latest.offset}, not {offset}",
+                        offset=latest.offset,
+                    )
+                if not (latest.start == offset and latest.nonce is None):
+                    break
+                record = latest  # a declaration's claim: append to the state it left
+            await self._call(obstore.delete_async(self._store, key))
         raise UploadBusy("another request is appending to this upload")
 
     async def _release_claim(self, device_id: str, upload_id: str, offset: int) -> None:
@@ -767,10 +787,12 @@ class ObjectStorage(Storage):
         not its nonce; only then is that chunk's record read to tell them apart.
         """
         records = await self._all_keys(self._layout.resumable_log_dir(device_id, upload_id) + "/")
-        starts = sorted(
-            start
-            for meta in records
-            if (start := self._layout.parse_resumable_record(meta["path"])) is not None
+        starts = sorted(  # a length declaration shares its offset with the next chunk
+            {
+                start
+                for meta in records
+                if (start := self._layout.parse_resumable_record(meta["path"])) is not None
+            }
         )
         data = self._layout.resumable_data_dir(device_id, upload_id) + "/"
         groups: dict[int, dict[str, list[tuple[int, str, int]]]] = {}
@@ -810,6 +832,7 @@ class ObjectStorage(Storage):
 
         The last chunk's record says the upload is complete before the version exists, so a
         replica that dies in between leaves work any replica can finish (same keys, same bytes).
+        The completion claim then stays, saying DONE: a version deleted since is not rebuilt.
         """
         assert record.version is not None and record.length is not None
         version = record.version
@@ -826,16 +849,22 @@ class ObjectStorage(Storage):
             except AlreadyExistsError:
                 pass
             try:
-                meta = await self._call(obstore.head_async(self._store, claim))
+                result = await self._call(obstore.get_async(self._store, claim))
+                with _store_errors():
+                    done = bytes(await result.bytes_async()) == DONE
             except FileNotFoundError:
                 continue
-            age = (datetime.now(UTC) - meta["last_modified"]).total_seconds()
+            if done:
+                return version
+            age = (datetime.now(UTC) - result.meta["last_modified"]).total_seconds()
             if age > STALE_APPEND_SECONDS:
                 await self._call(obstore.delete_async(self._store, claim))
                 continue
             if not wait:
                 return None
-            break  # our own earlier attempt (e.g. a retried request): assemble again, same bytes
+            # Another replica began a moment ago (a HEAD right after our commit): assembling
+            # twice writes the same keys with the same bytes, and this request can answer.
+            break
         try:
             await self._assemble(device_id, upload_id, record)
         except BaseException:
@@ -850,9 +879,9 @@ class ObjectStorage(Storage):
             for meta in await self._all_keys(upload_dir + "/")
             if meta["path"] != last and meta["path"] != claim
         ]
+        await self._call(obstore.put_async(self._store, claim, DONE))
         for start in range(0, len(leftovers), 1000):
             await self._forget_all(leftovers[start : start + 1000])
-        await self._forget(claim)
         return version
 
     async def _assemble(self, device_id: str, upload_id: str, record: _Record) -> None:
