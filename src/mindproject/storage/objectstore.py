@@ -754,6 +754,9 @@ class ObjectStorage(Storage):
             return size
         finally:
             beating.cancel()
+            # Not left running: a late refresh must not bring back a claim released after this.
+            with contextlib.suppress(BaseException):
+                await beating
 
     async def _forget_all(self, keys: list[str]) -> None:
         """Best-effort removal of objects (shielded: runs even when cancelled)."""
@@ -867,6 +870,13 @@ class ObjectStorage(Storage):
             break
         try:
             await self._assemble(device_id, upload_id, record)
+        except Exception:
+            # Another replica may have finished meanwhile (and removed the pieces we read).
+            with contextlib.suppress(MindProjectError):
+                await self.get(device_id, version)
+                return version
+            await self._forget(claim)
+            raise
         except BaseException:
             await self._forget(claim)
             raise
