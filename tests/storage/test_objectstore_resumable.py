@@ -441,6 +441,13 @@ async def test_completion_left_unfinished_is_finished_by_any_replica(replicas: R
     state = await two.resumable(DEVICE, upload.upload_id)
     assert state.offset == len(data)
     await assert_version(two, state, data)
+    # The client that lost the answer sends nothing more at the end: it learns it is done.
+    again = await append(one, upload, len(data), b"")
+    assert again.version == state.version
+    with pytest.raises(PayloadTooLarge):
+        await append(one, upload, len(data), b"x")
+    with pytest.raises(OffsetMismatch):
+        await append(one, upload, 0, data)
 
 
 async def test_finished_upload_whose_version_was_deleted_stays_finished(

@@ -521,6 +521,8 @@ class ObjectStorage(Storage):
         version: str,
     ) -> ResumableUpload:
         record = await self._live_record(device_id, upload_id)
+        if record.version is not None:
+            return await self._append_to_finished(device_id, upload_id, record, offset, chunk)
         _check_append(record, offset, length)
         nonce, record = await self._claim_append(device_id, upload_id, offset, record)
         pieces: list[str] = []
@@ -578,6 +580,23 @@ class ObjectStorage(Storage):
         # The claim at `offset` stays: offsets only grow, so nobody appends there again (it goes
         # with the upload's other keys), and not deleting it saves a request per chunk.
         return new.upload(device_id, upload_id, finished)
+
+    async def _append_to_finished(
+        self, device_id: str, upload_id: str, record: _Record, offset: int, chunk: UploadSource
+    ) -> ResumableUpload:
+        """Nothing more fits; an empty chunk at the end (a client that lost the last answer)
+        learns the upload is done, as the file backend answers."""
+        if offset != record.offset:
+            raise OffsetMismatch(
+                f"the upload is complete at offset {record.offset}", offset=record.offset
+            )
+        async for data in chunk:
+            if data:
+                raise PayloadTooLarge("the upload is complete: no more bytes fit")
+        version = await self._finish(device_id, upload_id, record, wait=False)
+        if version is None:
+            raise UploadBusy("the upload is being completed by another request")
+        return record.upload(device_id, upload_id, version)
 
     async def delete_resumable(self, device_id: str, upload_id: str) -> None:
         await self._live_record(device_id, upload_id)
