@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -405,6 +406,79 @@ async def test_killed_append_is_resumed_by_another_replica(replicas: Replicas) -
     final = await append(two, upload, offset, data[offset:])
     await assert_version(two, final, data)
     await assert_only_final_record(replicas)
+
+
+# A replica process that appends a chunk, stalls after its first 8 MiB piece is stored, and
+# says so: the test then kills it (SIGKILL), as an orchestrator would a hung replica.
+STALLING_REPLICA = """
+import asyncio, sys, time
+from mindproject.storage import open_storage
+from mindproject.streams import MeasuredStream
+
+async def body():
+    for _ in range(9):
+        yield bytes(range(256)) * 4096  # 1 MiB
+    print("stalled", flush=True)
+    await asyncio.sleep(3600)
+
+async def main():
+    storage = open_storage(sys.argv[1])
+    await storage.append_resumable(
+        "dev-r", sys.argv[2], int(sys.argv[3]), MeasuredStream(body(), max_bytes=1 << 40),
+        length=None, expires_at=time.time() + 3600, version="unused",
+    )
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.s3
+async def test_replica_process_killed_mid_chunk(
+    s3_env: dict[str, str], s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{s3_bucket}/t"
+    storage = open_storage(url)
+    assert isinstance(storage, ObjectStorage)
+    data = os.urandom(12 * MiB)
+    upload = await create(storage, len(data))
+    await append(storage, upload, 0, data[: 1 * MiB])
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        STALLING_REPLICA,
+        url,
+        upload.upload_id,
+        str(1 * MiB),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **s3_env},
+    )
+    try:
+        assert child.stdout is not None
+        assert await child.stdout.readline() == b"stalled\n"
+    finally:
+        child.kill()  # SIGKILL: no cleanup runs in the replica
+        await child.wait()
+    # Another replica: the last durable offset, the dead one's claim still fresh, then stale.
+    assert (await storage.resumable(DEVICE, upload.upload_id)).offset == 1 * MiB
+    keys, _ = s3_leftovers_of(s3_env, s3_bucket)
+    assert any("/data/" in key for key in keys)  # the dead append's 8 MiB piece
+    with pytest.raises(UploadBusy):
+        await append(storage, upload, 1 * MiB, data[1 * MiB :])
+    monkeypatch.setattr(objectstore_module, "STALE_APPEND_SECONDS", -1.0)
+    final = await append(storage, upload, 1 * MiB, data[1 * MiB :])
+    assert final.version is not None
+    info = await storage.get(DEVICE, final.version)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(storage, info) == data
+    keys, multipart = s3_leftovers_of(s3_env, s3_bucket)
+    assert multipart == 0 and len(keys) == 2  # the last record and the done marker
+
+
+def s3_leftovers_of(env: dict[str, str], bucket: str) -> tuple[list[str], int]:
+    client = s3_client(env)
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="t/resumable/")
+    multipart = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return [obj["Key"] for obj in listed.get("Contents", [])], len(multipart)
 
 
 async def test_claim_of_a_dead_replica_is_taken_over_when_stale(
