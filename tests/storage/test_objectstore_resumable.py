@@ -596,6 +596,14 @@ async def test_expired_uploads_are_removed(replicas: Replicas) -> None:
     assert multipart == 0
     assert keys and all(f"/{fresh.upload_id}/" in key for key in keys)
     assert (await one.latest(DEVICE)).size == 3  # the finished upload's version stays
+    # A later sweep reads no record it has read before (records are never rewritten).
+    before = one.requests
+    assert await one.remove_expired_resumable(later) == 0
+    assert one.requests - before == 1  # one LIST page
+    await append(one, fresh, 0, b"01234")  # a new record: read once, then known
+    assert await one.remove_expired_resumable(time.time() + 3599) == 0
+    assert await one.remove_expired_resumable(time.time() + 7201) == 1
+    assert await replicas.leftovers() == ([], 0)
 
 
 async def test_expired_upload_is_not_found(replicas: Replicas) -> None:

@@ -69,6 +69,7 @@ PIECE_BYTES = PART_BYTES
 # a replica that died, and is taken over (the margin covers clock skew and slow PUTs).
 CLAIM_REFRESH_SECONDS = 15.0
 STALE_APPEND_SECONDS = 60.0
+SWEEP_READS_IN_FLIGHT = 16
 DONE = b"done"  # the completion claim's body once the version was written
 
 
@@ -172,6 +173,8 @@ class ObjectStorage(Storage):
         # Store requests made (each call, each LIST batch; a multipart upload counts once): the
         # figure docs/storage.md quotes per resumable chunk comes from it.
         self.requests = 0
+        # Log record key -> its expires_at, as read by earlier expiry sweeps of this replica.
+        self._expiry_hints: dict[str, float] = {}
 
     async def _call(self, operation: Awaitable[R]) -> R:
         self.requests += 1
@@ -603,26 +606,39 @@ class ObjectStorage(Storage):
         await self._remove_upload(device_id, upload_id)
 
     async def remove_expired_resumable(self, now: float) -> int:
-        # One walk over resumable/: each upload's first log key is its latest record.
+        # One walk over resumable/: each upload's first log key is its latest record. Records
+        # are never rewritten, so a record's expiry read in an earlier sweep is still right:
+        # only records new since then are read (a hint kept per replica; losing it costs GETs).
         uploads: dict[tuple[str, str], list[ObjectMeta]] = {}
         for meta in await self._all_keys(self._layout.resumable_root + "/"):
             uploads.setdefault(self._layout.parse_resumable_dir(meta["path"]), []).append(meta)
-        removed = 0
+        latest: dict[tuple[str, str], str] = {}
+        orphans: list[tuple[str, str]] = []
         for (device_id, upload_id), metas in uploads.items():
             log_dir = self._layout.resumable_log_dir(device_id, upload_id) + "/"
             records = [meta["path"] for meta in metas if meta["path"].startswith(log_dir)]
             if records:
-                record = await self._read_record(records[0])
-                if record is not None and record.expires_at > now:
-                    continue
+                latest[(device_id, upload_id)] = records[0]
             else:
                 # Keys without a record: an append that raced a delete. Removed once quiet.
                 newest = max(meta["last_modified"] for meta in metas)
-                if (datetime.now(UTC) - newest).total_seconds() < STALE_APPEND_SECONDS:
-                    continue
+                if (datetime.now(UTC) - newest).total_seconds() >= STALE_APPEND_SECONDS:
+                    orphans.append((device_id, upload_id))
+        unknown = [key for key in latest.values() if key not in self._expiry_hints]
+        for start in range(0, len(unknown), SWEEP_READS_IN_FLIGHT):
+            batch = unknown[start : start + SWEEP_READS_IN_FLIGHT]
+            for key, record in zip(
+                batch, await asyncio.gather(*(self._read_record(key) for key in batch)), strict=True
+            ):
+                # A record gone meanwhile belongs to an upload being removed: expired now.
+                self._expiry_hints[key] = record.expires_at if record is not None else 0.0
+        expired = [upload for upload, key in latest.items() if self._expiry_hints[key] <= now]
+        self._expiry_hints = {
+            key: self._expiry_hints[key] for upload, key in latest.items() if upload not in expired
+        }
+        for device_id, upload_id in [*expired, *orphans]:
             await self._remove_upload(device_id, upload_id)
-            removed += 1
-        return removed
+        return len(expired) + len(orphans)
 
     # resumable helpers ---------------------------------------------------------------------
     async def _read_record(self, key: str) -> _Record | None:
