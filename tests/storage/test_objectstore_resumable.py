@@ -181,6 +181,18 @@ async def assert_only_final_record(replicas: Replicas) -> None:
     assert "/log/" in keys[1] and keys[0].endswith("/claim/complete"), keys
 
 
+async def assert_removed(replicas: Replicas, *, raced: bool = False) -> None:
+    """A removed upload: its tombstone only (and what a racing append wrote after it), then
+    nothing once a sweep finds it quiet."""
+    keys, multipart = await replicas.leftovers()
+    assert multipart == 0
+    assert raced or all(key.endswith("/log/!removed") for key in keys), keys
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(objectstore_module, "STALE_APPEND_SECONDS", -1.0)
+        assert await replicas.make().remove_expired_resumable(time.time()) == 0
+    assert await replicas.leftovers() == ([], 0)
+
+
 @pytest.mark.parametrize(
     ("total", "sizes"),
     [
@@ -549,7 +561,7 @@ async def test_declared_sha256_mismatch_keeps_no_version(replicas: Replicas) -> 
         await storage.latest(DEVICE)
     with pytest.raises(ResumableNotFound):
         await storage.resumable(DEVICE, upload.upload_id)
-    assert await replicas.leftovers() == ([], 0)
+    await assert_removed(replicas)
 
 
 async def test_declared_sha256_match_is_accepted(replicas: Replicas) -> None:
@@ -566,13 +578,39 @@ async def test_delete_leaves_nothing(replicas: Replicas) -> None:
     upload = await create(storage, 20 * MiB)
     await append(storage, upload, 0, os.urandom(9 * MiB))
     await replicas.make().delete_resumable(DEVICE, upload.upload_id)
-    assert await replicas.leftovers() == ([], 0)
+    await assert_removed(replicas)
     with pytest.raises(ResumableNotFound):
         await storage.resumable(DEVICE, upload.upload_id)
     with pytest.raises(ResumableNotFound):
         await append(storage, upload, 9 * MiB, b"x")
     with pytest.raises(ResumableNotFound):
         await storage.delete_resumable(DEVICE, upload.upload_id)
+
+
+async def test_append_racing_a_delete_does_not_bring_the_upload_back(
+    replicas: Replicas,
+) -> None:
+    one, two = replicas.make(), replicas.make()
+    data = os.urandom(1 * MiB)
+    upload = await create(one, 2 * len(data))
+    gate = Gate(data)
+    appending = asyncio.ensure_future(gated_append(one, upload, gate))
+    await gate.started.wait()
+    await two.delete_resumable(DEVICE, upload.upload_id)
+    gate.release.set()
+    await appending  # it had the state before the delete: its record lands, behind the tombstone
+    with pytest.raises(ResumableNotFound):
+        await two.resumable(DEVICE, upload.upload_id)
+    with pytest.raises(ResumableNotFound):
+        await append(two, upload, len(data), data)
+    await assert_removed(replicas, raced=True)
+
+
+async def assert_removed_later(storage: ObjectStorage) -> None:
+    """Tombstones go once the uploads are quiet (now, with no quiet time required)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(objectstore_module, "STALE_APPEND_SECONDS", -1.0)
+        await storage.remove_expired_resumable(time.time())
 
 
 async def test_expired_uploads_are_removed(replicas: Replicas) -> None:
@@ -594,16 +632,17 @@ async def test_expired_uploads_are_removed(replicas: Replicas) -> None:
     assert (await one.resumable(DEVICE, fresh.upload_id)).offset == 0
     keys, multipart = await replicas.leftovers()
     assert multipart == 0
-    assert keys and all(f"/{fresh.upload_id}/" in key for key in keys)
+    assert keys and all(f"/{fresh.upload_id}/" in key or "/log/!removed" in key for key in keys)
     assert (await one.latest(DEVICE)).size == 3  # the finished upload's version stays
     # A later sweep reads no record it has read before (records are never rewritten).
+    await assert_removed_later(one)
     before = one.requests
     assert await one.remove_expired_resumable(later) == 0
     assert one.requests - before == 1  # one LIST page
     await append(one, fresh, 0, b"01234")  # a new record: read once, then known
     assert await one.remove_expired_resumable(time.time() + 3599) == 0
     assert await one.remove_expired_resumable(time.time() + 7201) == 1
-    assert await replicas.leftovers() == ([], 0)
+    await assert_removed(replicas)
 
 
 async def test_expired_upload_is_not_found(replicas: Replicas) -> None:

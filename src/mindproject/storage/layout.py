@@ -7,6 +7,7 @@
     <prefix>/revocations/<device>/<revoked_at_us>     empty: the device's tokens until then fail
     <prefix>/idempotency/<device>/<key>               the version an Idempotency-Key stands for
     <prefix>/resumable/<device>/<upload>/log/<inverted start offset>[.length], or log/~
+    <prefix>/resumable/<device>/<upload>/log/!removed     the upload was removed (tombstone)
                                                       a resumable upload's state after each chunk
     <prefix>/resumable/<device>/<upload>/claim/<offset>   an append under way at that offset
     <prefix>/resumable/<device>/<upload>/data/<offset>.<nonce>.<piece>   a chunk's bytes
@@ -34,6 +35,7 @@ BLOB = "b"
 _OFFSET_DIGITS = 20
 _INVERT = 10**_OFFSET_DIGITS - 1
 CREATION = "~"
+TOMBSTONE = "!removed"  # "!" sorts before the digits
 
 
 class ParsedUploadKey(NamedTuple):
@@ -122,6 +124,11 @@ class Layout:
         if declaration:
             name += ".length"
         return self._join("resumable", device_id, upload_id, "log", name)
+
+    def resumable_tombstone(self, device_id: str, upload_id: str) -> str:
+        """Written first when an upload is removed: it sorts before every record, so the upload
+        reads as gone even if an append that was under way commits a record afterwards."""
+        return self._join("resumable", device_id, upload_id, "log", TOMBSTONE)
 
     def parse_resumable_record(self, key: str) -> int | None:
         """The start offset of a log record's chunk (None: the creation record)."""

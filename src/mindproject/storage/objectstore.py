@@ -617,13 +617,15 @@ class ObjectStorage(Storage):
         for (device_id, upload_id), metas in uploads.items():
             log_dir = self._layout.resumable_log_dir(device_id, upload_id) + "/"
             records = [meta["path"] for meta in metas if meta["path"].startswith(log_dir)]
-            if records:
+            tombstone = self._layout.resumable_tombstone(device_id, upload_id)
+            if records and records[0] != tombstone:
                 latest[(device_id, upload_id)] = records[0]
-            else:
-                # Keys without a record: an append that raced a delete. Removed once quiet.
-                newest = max(meta["last_modified"] for meta in metas)
-                if (datetime.now(UTC) - newest).total_seconds() >= STALE_APPEND_SECONDS:
-                    orphans.append((device_id, upload_id))
+                continue
+            # Removed already (or keys without a record): the keys an append under way may
+            # still write, and the tombstone, go once nothing has changed for a while.
+            newest = max(meta["last_modified"] for meta in metas)
+            if (datetime.now(UTC) - newest).total_seconds() >= STALE_APPEND_SECONDS:
+                orphans.append((device_id, upload_id))
         unknown = [key for key in latest.values() if key not in self._expiry_hints]
         for start in range(0, len(unknown), SWEEP_READS_IN_FLIGHT):
             batch = unknown[start : start + SWEEP_READS_IN_FLIGHT]
@@ -636,9 +638,11 @@ class ObjectStorage(Storage):
         self._expiry_hints = {
             key: self._expiry_hints[key] for upload, key in latest.items() if upload not in expired
         }
-        for device_id, upload_id in [*expired, *orphans]:
+        for device_id, upload_id in expired:
             await self._remove_upload(device_id, upload_id)
-        return len(expired) + len(orphans)
+        for device_id, upload_id in orphans:
+            await self._delete_under(self._layout.resumable_dir(device_id, upload_id))
+        return len(expired)
 
     # resumable helpers ---------------------------------------------------------------------
     async def _read_record(self, key: str) -> _Record | None:
@@ -652,7 +656,7 @@ class ObjectStorage(Storage):
         log_dir = self._layout.resumable_log_dir(device_id, upload_id)
         for _ in range(3):  # a record removed between the LIST and the GET: look again
             keys = await self._keys(log_dir + "/", None, 1)
-            if not keys:
+            if not keys or keys[0] == self._layout.resumable_tombstone(device_id, upload_id):
                 return None
             record = await self._read_record(keys[0])
             if record is not None:
@@ -808,13 +812,19 @@ class ObjectStorage(Storage):
         return metas
 
     async def _remove_upload(self, device_id: str, upload_id: str) -> None:
-        """Delete an upload's keys, log records first (from then on it is gone). Idempotent."""
-        log_dir = self._layout.resumable_log_dir(device_id, upload_id)
-        upload_dir = self._layout.resumable_dir(device_id, upload_id)
-        for prefix in (log_dir + "/", upload_dir + "/"):
-            while keys := [meta["path"] for meta in await self._all_keys(prefix)]:
-                for start in range(0, len(keys), 1000):
-                    await self._call(obstore.delete_async(self._store, keys[start : start + 1000]))
+        """Remove an upload: a tombstone first (from then on it reads as gone, even if an append
+        under way commits later), then every other key. Idempotent. The tombstone itself goes
+        with the sweep that finds the upload quiet (_remove_quiet)."""
+        tombstone = self._layout.resumable_tombstone(device_id, upload_id)
+        await self._call(obstore.put_async(self._store, tombstone, b""))
+        await self._delete_under(self._layout.resumable_dir(device_id, upload_id), keep=tombstone)
+
+    async def _delete_under(self, directory: str, *, keep: str | None = None) -> None:
+        while keys := [
+            meta["path"] for meta in await self._all_keys(directory + "/") if meta["path"] != keep
+        ]:
+            for start in range(0, len(keys), 1000):
+                await self._call(obstore.delete_async(self._store, keys[start : start + 1000]))
 
     async def _committed_pieces(
         self, device_id: str, upload_id: str, length: int
@@ -825,6 +835,9 @@ class ObjectStorage(Storage):
         not its nonce; only then is that chunk's record read to tell them apart.
         """
         records = await self._all_keys(self._layout.resumable_log_dir(device_id, upload_id) + "/")
+        tombstone = self._layout.resumable_tombstone(device_id, upload_id)
+        if any(meta["path"] == tombstone for meta in records):
+            raise ResumableNotFound("the upload was removed")
         starts = sorted(  # a length declaration shares its offset with the next chunk
             {
                 start
