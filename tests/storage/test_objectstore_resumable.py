@@ -687,3 +687,99 @@ async def test_store_requests_per_chunk(replicas: Replicas, chunk: int) -> None:
     print(f"store requests per {chunk // MiB} MiB chunk: {per_chunk}")
     # LIST + GET (the state), PUT the claim, PUT the piece (up to 8 MiB), PUT the record
     assert per_chunk == 5
+
+
+class CountingProxy:
+    """A TCP relay in front of the S3 server that counts the HTTP requests going through it.
+
+    It only frames requests (head, then Content-Length bytes): signatures stay valid, and what
+    is counted is what the server receives, multipart parts included.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.requests: list[tuple[str, str]] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._relays: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> CountingProxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._relays:
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.append(task)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def answers() -> None:
+            while data := await up_reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+
+        answering = asyncio.ensure_future(answers())
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                method, target, _ = lines[0].split(b" ", 2)
+                fields = dict(line.split(b":", 1) for line in lines[1:] if b":" in line)
+                fields = {name.strip().lower(): value.strip() for name, value in fields.items()}
+                assert b"transfer-encoding" not in fields  # framing by Content-Length only
+                self.requests.append((method.decode(), target.decode()))
+                up_writer.write(head)
+                remaining = int(fields.get(b"content-length", b"0"))
+                while remaining:
+                    data = await reader.read(min(remaining, 1 << 16))
+                    if not data:
+                        break
+                    up_writer.write(data)
+                    remaining -= len(data)
+                await up_writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            answering.cancel()
+            up_writer.close()
+            writer.close()
+
+
+@pytest.mark.s3
+async def test_s3_requests_per_chunk_on_the_wire(
+    s3_env: dict[str, str], s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = int(s3_env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    async with CountingProxy(target) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        storage = open_storage(f"s3://{s3_bucket}/t")
+        assert isinstance(storage, ObjectStorage)
+        chunk, chunks = 5 * MiB, 8
+        upload = await create(storage, chunk * chunks)
+        data = os.urandom(chunk)
+        before = len(proxy.requests)
+        for index in range(chunks - 1):
+            await append(storage, upload, index * chunk, data)
+        middle = len(proxy.requests)
+        final = await append(storage, upload, (chunks - 1) * chunk, data)
+        after = len(proxy.requests)
+    assert final.version is not None
+    per_chunk = (middle - before) / (chunks - 1)
+    print(
+        f"HTTP requests: {per_chunk} per 5 MiB chunk; last chunk and completion "
+        f"{after - middle}; {(after - before) / chunks:.2f} per chunk in all: "
+        f"{proxy.requests[middle:after]}"
+    )
+    assert per_chunk == 5  # LIST + GET (the state), PUT claim, PUT piece, PUT record
+    # Completion: LIST (version?), PUT claim, LIST log/ and data/, a GET per piece, the blob's
+    # multipart upload (create, 5 parts, complete), marker and version PUTs, LIST, PUT done,
+    # one bulk DELETE.
+    assert after - middle == 5 + 24
