@@ -493,6 +493,27 @@ def s3_leftovers_of(env: dict[str, str], bucket: str) -> tuple[list[str], int]:
     return [obj["Key"] for obj in listed.get("Contents", [])], len(multipart)
 
 
+async def test_a_slow_append_keeps_its_claim_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    from obstore.store import MemoryStore
+
+    monkeypatch.setattr(objectstore_module, "CLAIM_REFRESH_SECONDS", 0.001)
+    storage = ObjectStorage(MemoryStore(), "t")
+    upload = await create(storage, 10)
+    gate = Gate(b"0123456789")
+    appending = asyncio.ensure_future(gated_append(storage, upload, gate))
+    await gate.started.wait()
+    claim = storage._layout.resumable_claim(DEVICE, upload.upload_id, 0)
+    first = (await obstore.head_async(storage._store, claim))["e_tag"]
+    for _ in range(1000):  # until the claim has been rewritten (each PUT gives a new e_tag)
+        await asyncio.sleep(0.001)
+        if (await obstore.head_async(storage._store, claim))["e_tag"] != first:
+            break
+    else:
+        pytest.fail("the claim was never refreshed")
+    gate.release.set()
+    assert (await appending).complete
+
+
 async def test_claim_of_a_dead_replica_is_taken_over_when_stale(
     replicas: Replicas, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -763,20 +763,12 @@ class ObjectStorage(Storage):
         """
         claim = self._layout.resumable_claim(device_id, upload_id, offset)
 
-        async def heartbeat() -> None:
-            # Keeps the claim fresh while a slow client trickles a chunk in.
-            while True:
-                await asyncio.sleep(CLAIM_REFRESH_SECONDS)
-                with contextlib.suppress(MindProjectError):
-                    await self._call(obstore.put_async(self._store, claim, nonce.encode()))
-
         async def flush(data: bytes) -> None:
             key = self._layout.resumable_piece(device_id, upload_id, offset, nonce, len(pieces))
             pieces.append(key)
             await self._call(obstore.put_async(self._store, key, data))
 
-        beating = asyncio.ensure_future(heartbeat())
-        try:
+        async with self._kept_fresh(claim, nonce.encode()):
             buffer = bytearray()
             size = 0
             async for data in chunk:
@@ -791,11 +783,25 @@ class ObjectStorage(Storage):
             if buffer:
                 await flush(bytes(buffer))
             return size
+
+    @contextlib.asynccontextmanager
+    async def _kept_fresh(self, claim: str, body: bytes) -> AsyncIterator[None]:
+        """Rewrite `claim` every CLAIM_REFRESH_SECONDS while the block runs (a slow client's
+        chunk, a long assembly), so that no other replica takes it for a dead one's."""
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(CLAIM_REFRESH_SECONDS)
+                with contextlib.suppress(MindProjectError):
+                    await self._call(obstore.put_async(self._store, claim, body))
+
+        refreshing = asyncio.ensure_future(refresh())
+        try:
+            yield
         finally:
-            beating.cancel()
-            # Not left running: a late refresh must not bring back a claim released after this.
-            with contextlib.suppress(BaseException):
-                await beating
+            refreshing.cancel()
+            # Waited for: a late refresh must not bring back a claim released after this.
+            await asyncio.wait([refreshing])
 
     async def _forget_all(self, keys: list[str]) -> None:
         """Best-effort removal of objects (shielded: runs even when cancelled)."""
@@ -917,7 +923,8 @@ class ObjectStorage(Storage):
             # twice writes the same keys with the same bytes, and this request can answer.
             break
         try:
-            await self._assemble(device_id, upload_id, record)
+            async with self._kept_fresh(claim, b""):
+                await self._assemble(device_id, upload_id, record)
         except Exception:
             # Another replica may have finished meanwhile (and removed the pieces we read).
             with contextlib.suppress(MindProjectError):
