@@ -135,6 +135,9 @@ class Layout:
         name = key.rpartition("/")[2].partition(".")[0]
         return None if name == CREATION else _INVERT - int(name)
 
+    def resumable_claims_dir(self, device_id: str, upload_id: str) -> str:
+        return self._join("resumable", device_id, upload_id, "claim")
+
     def resumable_claim(self, device_id: str, upload_id: str, offset: int) -> str:
         return self._join(
             "resumable", device_id, upload_id, "claim", f"{offset:0{_OFFSET_DIGITS}d}"

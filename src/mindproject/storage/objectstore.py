@@ -13,7 +13,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -70,6 +70,7 @@ PIECE_BYTES = PART_BYTES
 CLAIM_REFRESH_SECONDS = 15.0
 STALE_APPEND_SECONDS = 60.0
 SWEEP_READS_IN_FLIGHT = 16
+STATE_HINTS = 10_000  # uploads whose latest state a replica remembers (about 1 KiB each)
 DONE = b"done"  # the completion claim's body once the version was written
 
 
@@ -173,7 +174,9 @@ class ObjectStorage(Storage):
         # Store requests made (each call, each LIST batch; a multipart upload counts once): the
         # figure docs/storage.md quotes per resumable chunk comes from it.
         self.requests = 0
-        # Log record key -> its expires_at, as read by earlier expiry sweeps of this replica.
+        # Per-replica hints, never trusted alone (see append_resumable and the sweep): the
+        # latest state this replica saw of each upload, and records' expires_at.
+        self._state_hints: dict[tuple[str, str], _Record] = {}
         self._expiry_hints: dict[str, float] = {}
 
     async def _call(self, operation: Awaitable[R]) -> R:
@@ -504,6 +507,7 @@ class ObjectStorage(Storage):
             await self._call(obstore.put_async(self._store, key, record.encode(), mode="create"))
         except AlreadyExistsError:
             raise BadRequest(f"resumable upload {upload.upload_id} already exists") from None
+        self._remember(device_id, upload.upload_id, record)
 
     async def resumable(self, device_id: str, upload_id: str) -> ResumableUpload:
         record = await self._live_record(device_id, upload_id)
@@ -523,12 +527,29 @@ class ObjectStorage(Storage):
         expires_at: float,
         version: str,
     ) -> ResumableUpload:
-        record = await self._live_record(device_id, upload_id)
-        if record.version is not None:
-            return await self._append_to_finished(device_id, upload_id, record, offset, chunk)
-        _check_append(record, offset, length)
-        nonce, record = await self._claim_append(device_id, upload_id, offset, record)
+        hint = self._state_hints.get((device_id, upload_id))
+        if (
+            hint is not None
+            and hint.version is None
+            and hint.offset == offset
+            and hint.expires_at > time.time()
+        ):
+            # This replica's last view of the upload, and the client agrees on the offset: the
+            # claim checks it (a claim at `offset` exists once anyone appended there; then the
+            # state is read), and the record's conditional create guards the commit anyway.
+            record = hint
+        else:
+            record = await self._live_record(device_id, upload_id)
+            if record.version is not None:
+                return await self._append_to_finished(device_id, upload_id, record, offset, chunk)
+        try:
+            _check_append(record, offset, length)
+            nonce, record = await self._claim_append(device_id, upload_id, offset, record)
+        except MindProjectError:
+            self._state_hints.pop((device_id, upload_id), None)
+            raise
         pieces: list[str] = []
+        removed = False
         try:
             new_length = _check_append(record, offset, length)
             hasher = ResumableSha256(record.hash_state)
@@ -549,7 +570,8 @@ class ObjectStorage(Storage):
                 return record.upload(device_id, upload_id, None)
             sha256 = hasher.hexdigest()
             if complete and record.expected_sha256 and sha256 != record.expected_sha256:
-                await self._remove_upload(device_id, upload_id)
+                removed = True  # its claim stays, as the other claims of a removed upload
+                await self._remove_upload(device_id, upload_id, offset)
                 raise ChecksumMismatch(
                     "the sha256 of the uploaded file does not match the declared one"
                 )
@@ -574,9 +596,12 @@ class ObjectStorage(Storage):
                     offset=latest.offset if latest else offset,
                 ) from None
         except BaseException:
+            self._state_hints.pop((device_id, upload_id), None)
             await self._forget_all(pieces)
-            await self._release_claim(device_id, upload_id, offset)
+            if not removed:
+                await self._release_claim(device_id, upload_id, offset)
             raise
+        self._remember(device_id, upload_id, new)
         finished = None
         if complete:
             finished = await self._finish(device_id, upload_id, new, wait=True)
@@ -602,8 +627,10 @@ class ObjectStorage(Storage):
         return record.upload(device_id, upload_id, version)
 
     async def delete_resumable(self, device_id: str, upload_id: str) -> None:
-        await self._live_record(device_id, upload_id)
-        await self._remove_upload(device_id, upload_id)
+        record = await self._live_record(device_id, upload_id)
+        await self._remove_upload(
+            device_id, upload_id, record.offset if record.version is None else None
+        )
 
     async def remove_expired_resumable(self, now: float) -> int:
         # One walk over resumable/: each upload's first log key is its latest record. Records
@@ -639,7 +666,8 @@ class ObjectStorage(Storage):
             key: self._expiry_hints[key] for upload, key in latest.items() if upload not in expired
         }
         for device_id, upload_id in expired:
-            await self._remove_upload(device_id, upload_id)
+            # No claim to add: an expired upload's expiry has passed in every replica's hint too.
+            await self._remove_upload(device_id, upload_id, None)
         for device_id, upload_id in orphans:
             await self._delete_under(self._layout.resumable_dir(device_id, upload_id))
         return len(expired)
@@ -657,11 +685,20 @@ class ObjectStorage(Storage):
         for _ in range(3):  # a record removed between the LIST and the GET: look again
             keys = await self._keys(log_dir + "/", None, 1)
             if not keys or keys[0] == self._layout.resumable_tombstone(device_id, upload_id):
+                self._state_hints.pop((device_id, upload_id), None)
                 return None
             record = await self._read_record(keys[0])
             if record is not None:
+                self._remember(device_id, upload_id, record)
                 return record
         return None
+
+    def _remember(self, device_id: str, upload_id: str, record: _Record) -> None:
+        hints = self._state_hints
+        hints.pop((device_id, upload_id), None)
+        hints[(device_id, upload_id)] = record
+        if len(hints) > STATE_HINTS:
+            del hints[next(iter(hints))]  # the least recently seen
 
     async def _live_record(self, device_id: str, upload_id: str) -> _Record:
         record = await self._latest_record(device_id, upload_id)
@@ -725,19 +762,16 @@ class ObjectStorage(Storage):
                 meta = await self._call(obstore.head_async(self._store, key))
             except FileNotFoundError:
                 continue  # released meanwhile
+            # The state may have moved since `record` was read (or remembered): read it now.
+            record = await self._live_record(device_id, upload_id)
+            if record.offset != offset or record.version is not None:
+                raise OffsetMismatch(
+                    f"the upload is at offset {record.offset}, not {offset}", offset=record.offset
+                )
             age = (datetime.now(UTC) - meta["last_modified"]).total_seconds()
-            if age <= STALE_APPEND_SECONDS:
-                latest = await self._latest_record(device_id, upload_id)
-                if latest is None or latest.expires_at <= time.time():
-                    raise ResumableNotFound("no such resumable upload")
-                if latest.offset != offset or latest.version is not None:
-                    raise OffsetMismatch(
-                        f"the upload is at offset {latest.offset}, not {offset}",
-                        offset=latest.offset,
-                    )
-                if not (latest.start == offset and latest.nonce is None):
-                    break
-                record = latest  # a declaration's claim: append to the state it left
+            declared = record.start == offset and record.nonce is None
+            if age <= STALE_APPEND_SECONDS and not declared:
+                break
             await self._call(obstore.delete_async(self._store, key))
         raise UploadBusy("another request is appending to this upload")
 
@@ -817,17 +851,32 @@ class ObjectStorage(Storage):
                 metas.extend(batch)
         return metas
 
-    async def _remove_upload(self, device_id: str, upload_id: str) -> None:
-        """Remove an upload: a tombstone first (from then on it reads as gone, even if an append
-        under way commits later), then every other key. Idempotent. The tombstone itself goes
-        with the sweep that finds the upload quiet (_remove_quiet)."""
+    async def _remove_upload(self, device_id: str, upload_id: str, offset: int | None) -> None:
+        """Remove an upload's bytes and state. Idempotent.
+
+        A tombstone goes first: from then on the upload reads as gone, even if an append under
+        way commits a record later. The claims stay, and one is added at the current `offset`
+        (when known), so that an append through a replica that still remembers the upload
+        (append_resumable's hint) meets a claim, reads the state and is refused. The tombstone
+        and claims go with the first sweep that finds the upload quiet for a minute.
+        """
         tombstone = self._layout.resumable_tombstone(device_id, upload_id)
         await self._call(obstore.put_async(self._store, tombstone, b""))
-        await self._delete_under(self._layout.resumable_dir(device_id, upload_id), keep=tombstone)
+        if offset is not None:
+            claim = self._layout.resumable_claim(device_id, upload_id, offset)
+            await self._call(obstore.put_async(self._store, claim, b""))
+        self._state_hints.pop((device_id, upload_id), None)
+        claims = self._layout.resumable_claims_dir(device_id, upload_id) + "/"
+        await self._delete_under(
+            self._layout.resumable_dir(device_id, upload_id),
+            keep=lambda key: key == tombstone or key.startswith(claims),
+        )
 
-    async def _delete_under(self, directory: str, *, keep: str | None = None) -> None:
+    async def _delete_under(
+        self, directory: str, *, keep: Callable[[str], bool] = lambda key: False
+    ) -> None:
         while keys := [
-            meta["path"] for meta in await self._all_keys(directory + "/") if meta["path"] != keep
+            meta["path"] for meta in await self._all_keys(directory + "/") if not keep(meta["path"])
         ]:
             for start in range(0, len(keys), 1000):
                 await self._call(obstore.delete_async(self._store, keys[start : start + 1000]))
@@ -935,14 +984,16 @@ class ObjectStorage(Storage):
         except BaseException:
             await self._forget(claim)
             raise
-        # The bytes now live in the version: drop the pieces, claims and older records; the last
-        # record stays (until expiry) so a client that lost the answer learns the upload is done.
+        # The bytes now live in the version: drop the pieces and the claims. The records stay
+        # (until expiry): the last one tells a client that lost the answer the upload is done,
+        # and the older ones keep every committed offset taken, so an append at one of them
+        # still fails at its commit whatever a replica believed.
         upload_dir = self._layout.resumable_dir(device_id, upload_id)
-        last = self._layout.resumable_record(device_id, upload_id, record.start)
+        log_dir = self._layout.resumable_log_dir(device_id, upload_id) + "/"
         leftovers = [
             meta["path"]
             for meta in await self._all_keys(upload_dir + "/")
-            if meta["path"] != last and meta["path"] != claim
+            if not meta["path"].startswith(log_dir) and meta["path"] != claim
         ]
         await self._call(obstore.put_async(self._store, claim, DONE))
         for start in range(0, len(leftovers), 1000):
