@@ -290,6 +290,35 @@ async def test_a_replica_behind_learns_the_offset_from_the_claim(replicas: Repli
     assert await read_all(one, info) == b"a" * 10 + b"b" * 10 + b"d" * 5
 
 
+async def test_a_declared_length_survives_a_failed_append_for_replicas_behind(
+    replicas: Replicas,
+) -> None:
+    one, two, three = replicas.make(), replicas.make(), replicas.make()
+    upload = await create(one, None)
+    await append(one, upload, 0, b"a" * 10)  # one remembers: offset 10, length unknown
+    await append(two, upload, 10, b"", length=30)
+    gate = Gate(b"x" * 8, fail=True)
+    failing = asyncio.ensure_future(
+        three.append_resumable(
+            DEVICE,
+            upload.upload_id,
+            10,
+            gate.stream(),
+            length=None,
+            expires_at=time.time() + 3600,
+            version=new_version_id(),
+        )
+    )
+    await gate.started.wait()
+    gate.release.set()
+    with pytest.raises(OSError):
+        await failing
+    with pytest.raises(BadRequest):  # the length declared through two still holds
+        await append(one, upload, 10, b"b" * 10, length=20)
+    state = await append(one, upload, 10, b"b" * 20)
+    assert state.complete and state.length == 30
+
+
 async def test_unknown_upload(replicas: Replicas) -> None:
     storage = replicas.make()
     with pytest.raises(ResumableNotFound):

@@ -549,7 +549,10 @@ class ObjectStorage(Storage):
             self._state_hints.pop((device_id, upload_id), None)
             raise
         pieces: list[str] = []
-        removed = False
+        # A claim must stay where a record says something happened at `offset` (a length
+        # declared there, or the upload removed): a replica appending from its remembered state
+        # relies on meeting it, to read the state afresh.
+        keep_claim = record.start == offset and record.nonce is None
         try:
             new_length = _check_append(record, offset, length)
             hasher = ResumableSha256(record.hash_state)
@@ -563,14 +566,15 @@ class ObjectStorage(Storage):
                 # chunk's record, at this same offset, sorts before it). Its claim stays: the
                 # next append sees the declaration is the latest record and takes it over.
                 if new_length == record.length:
-                    await self._release_claim(device_id, upload_id, offset)
+                    if not keep_claim:
+                        await self._release_claim(device_id, upload_id, offset)
                     return record.upload(device_id, upload_id, None)
                 await self._declare_length(device_id, upload_id, record, new_length, expires_at)
                 record = replace(record, length=new_length, expires_at=expires_at)
                 return record.upload(device_id, upload_id, None)
             sha256 = hasher.hexdigest()
             if complete and record.expected_sha256 and sha256 != record.expected_sha256:
-                removed = True  # its claim stays, as the other claims of a removed upload
+                keep_claim = True
                 await self._remove_upload(device_id, upload_id, offset)
                 raise ChecksumMismatch(
                     "the sha256 of the uploaded file does not match the declared one"
@@ -598,7 +602,7 @@ class ObjectStorage(Storage):
         except BaseException:
             self._state_hints.pop((device_id, upload_id), None)
             await self._forget_all(pieces)
-            if not removed:
+            if not keep_claim:
                 await self._release_claim(device_id, upload_id, offset)
             raise
         self._remember(device_id, upload_id, new)
