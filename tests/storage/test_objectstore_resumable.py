@@ -319,6 +319,20 @@ async def test_a_declared_length_survives_a_failed_append_for_replicas_behind(
     assert state.complete and state.length == 30
 
 
+async def test_a_replica_behind_a_finished_upload_stores_nothing(replicas: Replicas) -> None:
+    one, two = replicas.make(), replicas.make()
+    data = os.urandom(3 * MiB)
+    upload = await create(one, len(data))
+    await append(one, upload, 0, data[: 1 * MiB])  # one remembers offset 1 MiB
+    final = await append(two, upload, 1 * MiB, data[1 * MiB :])
+    assert final.complete
+    with pytest.raises(OffsetMismatch) as caught:
+        await append(one, upload, 1 * MiB, os.urandom(2 * MiB))
+    assert caught.value.offset == len(data)
+    await assert_version(one, final, data)
+    await assert_only_final_record(replicas)
+
+
 async def test_unknown_upload(replicas: Replicas) -> None:
     storage = replicas.make()
     with pytest.raises(ResumableNotFound):

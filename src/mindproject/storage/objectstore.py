@@ -593,11 +593,13 @@ class ObjectStorage(Storage):
             try:
                 await self._call(obstore.put_async(self._store, key, new.encode(), mode="create"))
             except AlreadyExistsError:
-                # Only after a stale claim was taken over: the other append committed first.
+                # Another append committed at this offset first: one whose claim was taken over
+                # as stale, or one whose claim completion removed (a remembered state gone old).
                 latest = await self._latest_record(device_id, upload_id)
+                if latest is None:
+                    raise ResumableNotFound("no such resumable upload") from None
                 raise OffsetMismatch(
-                    "another append to this upload was stored first",
-                    offset=latest.offset if latest else offset,
+                    "another append to this upload was stored first", offset=latest.offset
                 ) from None
         except BaseException:
             self._state_hints.pop((device_id, upload_id), None)
