@@ -333,6 +333,46 @@ async def test_a_replica_behind_a_finished_upload_stores_nothing(replicas: Repli
     await assert_only_final_record(replicas)
 
 
+async def test_a_large_chunk_is_streamed_in_bounded_memory() -> None:
+    import tracemalloc
+
+    from obstore.store import MemoryStore
+
+    storage = ObjectStorage(MemoryStore(), "t")
+    total = 64 * MiB
+    # Length deferred, so that only the append is measured: while a version is assembled,
+    # MemoryStore itself keeps every buffer obstore hands it (S3 sends them on).
+    upload = await create(storage, None)
+    digest = hashlib.sha256()
+
+    async def generated() -> AsyncIterator[bytes]:
+        for _ in range(total // (64 * KiB)):
+            block = os.urandom(64 * KiB)
+            digest.update(block)
+            yield block
+
+    tracemalloc.start()
+    try:
+        state = await storage.append_resumable(
+            DEVICE,
+            upload.upload_id,
+            0,
+            MeasuredStream(generated(), max_bytes=1 << 40),
+            length=None,
+            expires_at=time.time() + 3600,
+            version=new_version_id(),
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert state.offset == total
+    # About one 8 MiB piece being gathered and one on its way out, not the 64 MiB chunk.
+    assert peak < 20 * MiB, peak
+    final = await append(storage, upload, total, b"", length=total)
+    assert final.version is not None
+    assert (await storage.get(DEVICE, final.version)).sha256 == digest.hexdigest()
+
+
 async def test_unknown_upload(replicas: Replicas) -> None:
     storage = replicas.make()
     with pytest.raises(ResumableNotFound):
