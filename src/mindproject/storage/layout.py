@@ -6,6 +6,11 @@
     <prefix>/blobs/<device>/<version>                 bytes of a large version (kind "b")
     <prefix>/revocations/<device>/<revoked_at_us>     empty: the device's tokens until then fail
     <prefix>/idempotency/<device>/<key>               the version an Idempotency-Key stands for
+    <prefix>/resumable/<device>/<upload>/log/<inverted start offset>[.length], or log/~
+    <prefix>/resumable/<device>/<upload>/log/!removed     the upload was removed (tombstone)
+                                                      a resumable upload's state after each chunk
+    <prefix>/resumable/<device>/<upload>/claim/<offset>   an append under way at that offset
+    <prefix>/resumable/<device>/<upload>/data/<offset>.<nonce>.<piece>   a chunk's bytes
 
 Version ids sort newest first, so listing `uploads/<device>/` gives the latest version first
 and a page of versions, with all their metadata, in one LIST request. Small uploads (kind "i")
@@ -25,6 +30,12 @@ from mindproject.storage.base import UploadInfo
 
 INLINE = "i"
 BLOB = "b"
+# Offsets in keys: 20 digits, so they sort numerically. Log records use the inverted offset so the
+# newest record is the first key a LIST returns; the creation record "~" sorts after all digits.
+_OFFSET_DIGITS = 20
+_INVERT = 10**_OFFSET_DIGITS - 1
+CREATION = "~"
+TOMBSTONE = "!removed"  # "!" sorts before the digits
 
 
 class ParsedUploadKey(NamedTuple):
@@ -86,6 +97,74 @@ class Layout:
 
     def revocation_key(self, device_id: str, revoked_at: float) -> str:
         return self._join("revocations", device_id, str(round(revoked_at * 1_000_000)))
+
+    # resumable uploads ---------------------------------------------------------------------
+    @property
+    def resumable_root(self) -> str:
+        return self._join("resumable")
+
+    def resumable_device_dir(self, device_id: str) -> str:
+        return self._join("resumable", device_id)
+
+    def resumable_dir(self, device_id: str, upload_id: str) -> str:
+        return self._join("resumable", device_id, upload_id)
+
+    def resumable_log_dir(self, device_id: str, upload_id: str) -> str:
+        return self._join("resumable", device_id, upload_id, "log")
+
+    def resumable_record(
+        self, device_id: str, upload_id: str, start: int | None, *, declaration: bool = False
+    ) -> str:
+        """The state after the chunk that started at `start` (None: the creation record).
+
+        A deferred length declared without bytes gets `<inverted offset>.length`: it sorts
+        after the record of the chunk that will start at that offset, before all older ones.
+        """
+        name = CREATION if start is None else f"{_INVERT - start:0{_OFFSET_DIGITS}d}"
+        if declaration:
+            name += ".length"
+        return self._join("resumable", device_id, upload_id, "log", name)
+
+    def resumable_tombstone(self, device_id: str, upload_id: str) -> str:
+        """Written first when an upload is removed: it sorts before every record, so the upload
+        reads as gone even if an append that was under way commits a record afterwards."""
+        return self._join("resumable", device_id, upload_id, "log", TOMBSTONE)
+
+    def parse_resumable_record(self, key: str) -> int | None:
+        """The start offset of a log record's chunk (None: the creation record)."""
+        name = key.rpartition("/")[2].partition(".")[0]
+        return None if name == CREATION else _INVERT - int(name)
+
+    def resumable_claims_dir(self, device_id: str, upload_id: str) -> str:
+        return self._join("resumable", device_id, upload_id, "claim")
+
+    def resumable_claim(self, device_id: str, upload_id: str, offset: int) -> str:
+        return self._join(
+            "resumable", device_id, upload_id, "claim", f"{offset:0{_OFFSET_DIGITS}d}"
+        )
+
+    def resumable_completion_claim(self, device_id: str, upload_id: str) -> str:
+        return self._join("resumable", device_id, upload_id, "claim", "complete")
+
+    def resumable_data_dir(self, device_id: str, upload_id: str) -> str:
+        return self._join("resumable", device_id, upload_id, "data")
+
+    def resumable_piece(
+        self, device_id: str, upload_id: str, offset: int, nonce: str, piece: int
+    ) -> str:
+        name = f"{offset:0{_OFFSET_DIGITS}d}.{nonce}.{piece:06d}"
+        return self._join("resumable", device_id, upload_id, "data", name)
+
+    def parse_resumable_piece(self, key: str) -> tuple[int, str, int]:
+        """(chunk start offset, nonce, piece number) of a data key."""
+        offset, nonce, piece = key.rpartition("/")[2].split(".")
+        return int(offset), nonce, int(piece)
+
+    def parse_resumable_dir(self, key: str) -> tuple[str, str]:
+        """(device, upload id) of any key under resumable/."""
+        root = self.resumable_root + "/"
+        device_id, upload_id, _ = key[len(root) :].split("/", 2)
+        return device_id, upload_id
 
     def parse_revocation_key(self, key: str) -> tuple[str, float]:
         device_dir, _, micros = key.rpartition("/")

@@ -6,9 +6,15 @@ Chosen by measurement over aiobotocore: see docs/decisions.md. Key layout: `layo
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,13 +23,22 @@ from obstore.exceptions import AlreadyExistsError
 from obstore.exceptions import BaseError as ObstoreError
 
 from mindproject.errors import (
+    BadRequest,
+    ChecksumMismatch,
     DeviceNotFound,
     InvalidVersionId,
     MindProjectError,
+    OffsetMismatch,
+    PayloadTooLarge,
+    ResumableNotFound,
+    StorageError,
     StorageUnavailable,
+    TooManyRequests,
+    UploadBusy,
     UploadNotFound,
 )
 from mindproject.identifiers import check_version_id
+from mindproject.resumable_hash import ResumableSha256
 from mindproject.storage.base import (
     CHUNK_BYTES,
     Page,
@@ -35,7 +50,7 @@ from mindproject.storage.base import (
 from mindproject.storage.layout import BLOB, INLINE, Layout, device_list_offset
 
 if TYPE_CHECKING:
-    from obstore import GetOptions
+    from obstore import GetOptions, ObjectMeta
 
 R = TypeVar("R")
 log = logging.getLogger("mindproject.storage")
@@ -47,6 +62,82 @@ PARTS_IN_FLIGHT = 4
 # claim and the version write are two consecutive PUTs; the margin covers clock skew).
 STALE_CLAIM_SECONDS = 120
 CLAIM_ATTEMPTS = 60  # about 12 s of waiting for a concurrent claimer at most
+# A resumable chunk is stored as pieces of at most this size, each one plain PUT (memory per
+# append stays bounded, and no multipart upload can be left behind by a killed replica).
+PIECE_BYTES = PART_BYTES
+# An append refreshes its claim this often; a claim older than STALE_APPEND_SECONDS was left by
+# a replica that died, and is taken over (the margin covers clock skew and slow PUTs).
+CLAIM_REFRESH_SECONDS = 15.0
+STALE_APPEND_SECONDS = 60.0
+SWEEP_READS_IN_FLIGHT = 16
+STATE_HINTS = 10_000  # uploads whose latest state a replica remembers (about 1 KiB each)
+DONE = b"done"  # the completion claim's body once the version was written
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """A resumable upload's state after one chunk (or at creation): the JSON of a log record."""
+
+    length: int | None
+    offset: int
+    filename: str | None
+    content_type: str | None
+    expected_sha256: str | None
+    expires_at: float
+    version: str | None  # set in the last chunk's record: the version it becomes
+    hash_state: bytes  # ResumableSha256.state() after `offset` bytes
+    start: int | None  # where this record's chunk began (None: the creation record)
+    nonce: str | None  # names this chunk's data pieces, told apart from a failed attempt's
+
+    def encode(self) -> bytes:
+        fields = {
+            "length": self.length,
+            "offset": self.offset,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "expected_sha256": self.expected_sha256,
+            "expires_at": self.expires_at,
+            "version": self.version,
+            "hash_state": base64.b64encode(self.hash_state).decode(),
+            "start": self.start,
+            "nonce": self.nonce,
+        }
+        return json.dumps(fields, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Record:
+        fields = json.loads(raw)
+        fields["hash_state"] = base64.b64decode(fields["hash_state"])
+        return cls(**fields)
+
+    def upload(self, device_id: str, upload_id: str, version: str | None) -> ResumableUpload:
+        return ResumableUpload(
+            device_id=device_id,
+            upload_id=upload_id,
+            length=self.length,
+            offset=self.offset,
+            filename=self.filename,
+            content_type=self.content_type,
+            expected_sha256=self.expected_sha256,
+            expires_at=self.expires_at,
+            version=version,
+        )
+
+
+def _check_append(record: _Record, offset: int, length: int | None) -> int | None:
+    """Refuse an append that does not fit the state; the upload's length after it."""
+    if record.version is not None:
+        raise OffsetMismatch("the upload is already complete", offset=record.offset)
+    if length is not None and record.length is not None and length != record.length:
+        raise BadRequest(f"the upload's length is already {record.length}")
+    if offset != record.offset:
+        raise OffsetMismatch(
+            f"the upload is at offset {record.offset}, not {offset}", offset=record.offset
+        )
+    new_length = record.length if record.length is not None else length
+    if new_length is not None and new_length < offset:
+        raise BadRequest(f"length {new_length} is below the upload's offset {offset}")
+    return new_length
 
 
 class UploadAborted(Exception):
@@ -80,10 +171,24 @@ class ObjectStorage(Storage):
     def __init__(self, store: Any, prefix: str = "") -> None:
         self._store = store
         self._layout = Layout(prefix.strip("/"))
+        # Store requests made (each call, each LIST batch; a multipart upload counts once): the
+        # figure docs/storage.md quotes per resumable chunk comes from it.
+        self.requests = 0
+        # Per-replica hints, never trusted alone (see append_resumable and the sweep): the
+        # latest state this replica saw of each upload, and records' expires_at.
+        self._state_hints: dict[tuple[str, str], _Record] = {}
+        self._expiry_hints: dict[str, float] = {}
 
     async def _call(self, operation: Awaitable[R]) -> R:
+        self.requests += 1
         with _store_errors():
             return await operation
+
+    async def _get_bytes(self, key: str) -> bytes:
+        """A small object's bytes: one GET (FileNotFoundError if missing)."""
+        result = await self._call(obstore.get_async(self._store, key))
+        with _store_errors():
+            return bytes(await result.bytes_async())
 
     async def _keys(self, prefix: str, offset: str | None, limit: int) -> list[str]:
         """Up to `limit` keys under `prefix` after `offset`, in order, one LIST page at a time."""
@@ -91,6 +196,7 @@ class ObjectStorage(Storage):
         with _store_errors():
             stream = obstore.list(self._store, prefix=prefix, offset=offset, chunk_size=limit)
             async for batch in stream:
+                self.requests += 1
                 keys.extend(meta["path"] for meta in batch)
                 if len(keys) >= limit:
                     break
@@ -363,12 +469,52 @@ class ObjectStorage(Storage):
         if old:
             await self._call(obstore.delete_async(self._store, old))
 
-    # resumable uploads: being implemented (issue 10); placeholders keep the class whole -------
+    # resumable uploads (tus) -------------------------------------------------------------------
+    # Every replica reads an upload's state from the store; nothing is kept in memory between
+    # requests. The commit point of a chunk is the conditional create (If-None-Match) of the log
+    # record keyed by the chunk's start offset: of two appends at one offset exactly one can
+    # create it, and a record, once created, is never rewritten (Ceph 16 refuses If-Match on PUT,
+    # so nothing relies on conditional updates). See docs/storage.md.
     async def create_resumable(self, upload: ResumableUpload, *, max_per_device: int) -> None:
-        raise NotImplementedError
+        device_id = upload.device_id
+        if max_per_device:
+            now = time.time()
+            open_ones = [
+                record
+                for record in await self._device_records(device_id)
+                if record.version is None and record.expires_at > now
+            ]
+            if len(open_ones) >= max_per_device:
+                soonest = min(record.expires_at for record in open_ones)
+                raise TooManyRequests(
+                    f"device {device_id} already has {len(open_ones)} unfinished resumable uploads",
+                    retry_after=math.ceil(soonest - now),
+                )
+        record = _Record(
+            length=upload.length,
+            offset=0,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            expected_sha256=upload.expected_sha256,
+            expires_at=upload.expires_at,
+            version=None,
+            hash_state=ResumableSha256().state(),
+            start=None,
+            nonce=None,
+        )
+        key = self._layout.resumable_record(device_id, upload.upload_id, None)
+        try:
+            await self._call(obstore.put_async(self._store, key, record.encode(), mode="create"))
+        except AlreadyExistsError:
+            raise BadRequest(f"resumable upload {upload.upload_id} already exists") from None
+        self._remember(device_id, upload.upload_id, record)
 
     async def resumable(self, device_id: str, upload_id: str) -> ResumableUpload:
-        raise NotImplementedError
+        record = await self._live_record(device_id, upload_id)
+        version = None
+        if record.version is not None:
+            version = await self._finish(device_id, upload_id, record, wait=False)
+        return record.upload(device_id, upload_id, version)
 
     async def append_resumable(
         self,
@@ -381,13 +527,518 @@ class ObjectStorage(Storage):
         expires_at: float,
         version: str,
     ) -> ResumableUpload:
-        raise NotImplementedError
+        hint = self._state_hints.get((device_id, upload_id))
+        if (
+            hint is not None
+            and hint.version is None
+            and hint.offset == offset
+            and hint.expires_at > time.time()
+        ):
+            # This replica's last view of the upload, and the client agrees on the offset: the
+            # claim checks it (a claim at `offset` exists once anyone appended there; then the
+            # state is read), and the record's conditional create guards the commit anyway.
+            record = hint
+        else:
+            record = await self._live_record(device_id, upload_id)
+            if record.version is not None:
+                return await self._append_to_finished(device_id, upload_id, record, offset, chunk)
+        try:
+            _check_append(record, offset, length)
+            nonce, record = await self._claim_append(device_id, upload_id, offset, record)
+        except MindProjectError:
+            self._state_hints.pop((device_id, upload_id), None)
+            raise
+        pieces: list[str] = []
+        # A claim must stay where a record says something happened at `offset` (a length
+        # declared there, or the upload removed): a replica appending from its remembered state
+        # relies on meeting it, to read the state afresh.
+        keep_claim = record.start == offset and record.nonce is None
+        try:
+            new_length = _check_append(record, offset, length)
+            hasher = ResumableSha256(record.hash_state)
+            size = await self._store_chunk(
+                device_id, upload_id, offset, nonce, chunk, hasher, new_length, pieces
+            )
+            end = offset + size
+            complete = new_length is not None and end == new_length
+            if size == 0 and not complete:
+                # No bytes: at most a length to declare, in a record of its own (the next
+                # chunk's record, at this same offset, sorts before it). Its claim stays: the
+                # next append sees the declaration is the latest record and takes it over.
+                if new_length == record.length:
+                    if not keep_claim:
+                        await self._release_claim(device_id, upload_id, offset)
+                    return record.upload(device_id, upload_id, None)
+                await self._declare_length(device_id, upload_id, record, new_length, expires_at)
+                record = replace(record, length=new_length, expires_at=expires_at)
+                return record.upload(device_id, upload_id, None)
+            sha256 = hasher.hexdigest()
+            if complete and record.expected_sha256 and sha256 != record.expected_sha256:
+                keep_claim = True
+                await self._remove_upload(device_id, upload_id, offset)
+                raise ChecksumMismatch(
+                    "the sha256 of the uploaded file does not match the declared one"
+                )
+            new = replace(
+                record,
+                length=new_length,
+                offset=end,
+                expires_at=expires_at,
+                version=version if complete else None,
+                hash_state=hasher.state(),
+                start=offset,
+                nonce=nonce,
+            )
+            key = self._layout.resumable_record(device_id, upload_id, offset)
+            try:
+                await self._call(obstore.put_async(self._store, key, new.encode(), mode="create"))
+            except AlreadyExistsError:
+                # Another append committed at this offset first: one whose claim was taken over
+                # as stale, or one whose claim completion removed (a remembered state gone old).
+                latest = await self._latest_record(device_id, upload_id)
+                if latest is None:
+                    raise ResumableNotFound("no such resumable upload") from None
+                raise OffsetMismatch(
+                    "another append to this upload was stored first", offset=latest.offset
+                ) from None
+        except BaseException:
+            self._state_hints.pop((device_id, upload_id), None)
+            await self._forget_all(pieces)
+            if not keep_claim:
+                await self._release_claim(device_id, upload_id, offset)
+            raise
+        self._remember(device_id, upload_id, new)
+        finished = None
+        if complete:
+            finished = await self._finish(device_id, upload_id, new, wait=True)
+        # The claim at `offset` stays: offsets only grow, so nobody appends there again (it goes
+        # with the upload's other keys), and not deleting it saves a request per chunk.
+        return new.upload(device_id, upload_id, finished)
+
+    async def _append_to_finished(
+        self, device_id: str, upload_id: str, record: _Record, offset: int, chunk: UploadSource
+    ) -> ResumableUpload:
+        """Nothing more fits; an empty chunk at the end (a client that lost the last answer)
+        learns the upload is done, as the file backend answers."""
+        if offset != record.offset:
+            raise OffsetMismatch(
+                f"the upload is complete at offset {record.offset}", offset=record.offset
+            )
+        async for data in chunk:
+            if data:
+                raise PayloadTooLarge("the upload is complete: no more bytes fit")
+        version = await self._finish(device_id, upload_id, record, wait=False)
+        if version is None:
+            raise UploadBusy("the upload is being completed by another request")
+        return record.upload(device_id, upload_id, version)
 
     async def delete_resumable(self, device_id: str, upload_id: str) -> None:
-        raise NotImplementedError
+        record = await self._live_record(device_id, upload_id)
+        await self._remove_upload(
+            device_id, upload_id, record.offset if record.version is None else None
+        )
 
     async def remove_expired_resumable(self, now: float) -> int:
-        return 0
+        # One walk over resumable/: each upload's first log key is its latest record. Records
+        # are never rewritten, so a record's expiry read in an earlier sweep is still right:
+        # only records new since then are read (a hint kept per replica; losing it costs GETs).
+        uploads: dict[tuple[str, str], list[ObjectMeta]] = {}
+        for meta in await self._all_keys(self._layout.resumable_root + "/"):
+            uploads.setdefault(self._layout.parse_resumable_dir(meta["path"]), []).append(meta)
+        latest: dict[tuple[str, str], str] = {}
+        orphans: list[tuple[str, str]] = []
+        for (device_id, upload_id), metas in uploads.items():
+            log_dir = self._layout.resumable_log_dir(device_id, upload_id) + "/"
+            records = [meta["path"] for meta in metas if meta["path"].startswith(log_dir)]
+            tombstone = self._layout.resumable_tombstone(device_id, upload_id)
+            if records and records[0] != tombstone:
+                latest[(device_id, upload_id)] = records[0]
+                continue
+            # Removed already (or keys without a record): the keys an append under way may
+            # still write, and the tombstone, go once nothing has changed for a while.
+            newest = max(meta["last_modified"] for meta in metas)
+            if (datetime.now(UTC) - newest).total_seconds() >= STALE_APPEND_SECONDS:
+                orphans.append((device_id, upload_id))
+        unknown = [key for key in latest.values() if key not in self._expiry_hints]
+        for start in range(0, len(unknown), SWEEP_READS_IN_FLIGHT):
+            batch = unknown[start : start + SWEEP_READS_IN_FLIGHT]
+            for key, record in zip(
+                batch, await asyncio.gather(*(self._read_record(key) for key in batch)), strict=True
+            ):
+                # A record gone meanwhile belongs to an upload being removed: expired now.
+                self._expiry_hints[key] = record.expires_at if record is not None else 0.0
+        expired = [upload for upload, key in latest.items() if self._expiry_hints[key] <= now]
+        self._expiry_hints = {
+            key: self._expiry_hints[key] for upload, key in latest.items() if upload not in expired
+        }
+        for device_id, upload_id in expired:
+            # No claim to add: an expired upload's expiry has passed in every replica's hint too.
+            await self._remove_upload(device_id, upload_id, None)
+        for device_id, upload_id in orphans:
+            await self._delete_under(self._layout.resumable_dir(device_id, upload_id))
+        return len(expired)
+
+    # resumable helpers ---------------------------------------------------------------------
+    async def _read_record(self, key: str) -> _Record | None:
+        try:
+            return _Record.decode(await self._get_bytes(key))
+        except FileNotFoundError:
+            return None
+
+    async def _latest_record(self, device_id: str, upload_id: str) -> _Record | None:
+        """The newest log record: the first key under log/ (one LIST and one GET)."""
+        log_dir = self._layout.resumable_log_dir(device_id, upload_id)
+        for _ in range(3):  # a record removed between the LIST and the GET: look again
+            keys = await self._keys(log_dir + "/", None, 1)
+            if not keys or keys[0] == self._layout.resumable_tombstone(device_id, upload_id):
+                self._state_hints.pop((device_id, upload_id), None)
+                return None
+            record = await self._read_record(keys[0])
+            if record is not None:
+                self._remember(device_id, upload_id, record)
+                return record
+        return None
+
+    def _remember(self, device_id: str, upload_id: str, record: _Record) -> None:
+        hints = self._state_hints
+        hints.pop((device_id, upload_id), None)
+        hints[(device_id, upload_id)] = record
+        if len(hints) > STATE_HINTS:
+            del hints[next(iter(hints))]  # the least recently seen
+
+    async def _live_record(self, device_id: str, upload_id: str) -> _Record:
+        record = await self._latest_record(device_id, upload_id)
+        if record is None or record.expires_at <= time.time():
+            raise ResumableNotFound("no such resumable upload")
+        return record
+
+    async def _device_records(self, device_id: str) -> list[_Record]:
+        self.requests += 1
+        with _store_errors():
+            listed = await obstore.list_with_delimiter_async(
+                self._store, prefix=self._layout.resumable_device_dir(device_id) + "/"
+            )
+        found = await asyncio.gather(
+            *(
+                self._latest_record(*self._layout.parse_resumable_dir(prefix + "/"))
+                for prefix in listed["common_prefixes"]
+            )
+        )
+        return [record for record in found if record is not None]
+
+    async def _declare_length(
+        self,
+        device_id: str,
+        upload_id: str,
+        record: _Record,
+        length: int | None,
+        expires_at: float,
+    ) -> None:
+        declared = replace(
+            record, length=length, expires_at=expires_at, start=record.offset, nonce=None
+        )
+        key = self._layout.resumable_record(device_id, upload_id, record.offset, declaration=True)
+        try:
+            await self._call(obstore.put_async(self._store, key, declared.encode(), mode="create"))
+        except AlreadyExistsError:
+            latest = await self._latest_record(device_id, upload_id)
+            if latest is None or latest.length != length:
+                raise BadRequest("the upload's length was already declared otherwise") from None
+
+    async def _claim_append(
+        self, device_id: str, upload_id: str, offset: int, record: _Record
+    ) -> tuple[str, _Record]:
+        """Claim `offset` for this append (If-None-Match): UploadBusy while another holds it.
+
+        Returns the claim's nonce and the state to append to. The claim only makes a concurrent
+        append fail fast with 423; correctness rests on the record's conditional create. A claim
+        not refreshed for STALE_APPEND_SECONDS belongs to a replica that died mid-append, and
+        one left by a length declaration (the latest record, at this offset) is done: both are
+        taken over.
+        """
+        key = self._layout.resumable_claim(device_id, upload_id, offset)
+        nonce = secrets.token_hex(8)
+        for _ in range(3):
+            try:
+                await self._call(obstore.put_async(self._store, key, nonce.encode(), mode="create"))
+                return nonce, record
+            except AlreadyExistsError:
+                pass
+            try:
+                meta = await self._call(obstore.head_async(self._store, key))
+            except FileNotFoundError:
+                continue  # released meanwhile
+            # The state may have moved since `record` was read (or remembered): read it now.
+            record = await self._live_record(device_id, upload_id)
+            if record.offset != offset or record.version is not None:
+                raise OffsetMismatch(
+                    f"the upload is at offset {record.offset}, not {offset}", offset=record.offset
+                )
+            age = (datetime.now(UTC) - meta["last_modified"]).total_seconds()
+            declared = record.start == offset and record.nonce is None
+            if age <= STALE_APPEND_SECONDS and not declared:
+                break
+            await self._call(obstore.delete_async(self._store, key))
+        raise UploadBusy("another request is appending to this upload")
+
+    async def _release_claim(self, device_id: str, upload_id: str, offset: int) -> None:
+        await self._forget(self._layout.resumable_claim(device_id, upload_id, offset))
+
+    async def _store_chunk(
+        self,
+        device_id: str,
+        upload_id: str,
+        offset: int,
+        nonce: str,
+        chunk: UploadSource,
+        hasher: ResumableSha256,
+        length: int | None,
+        pieces: list[str],
+    ) -> int:
+        """Stream a chunk into pieces of at most PIECE_BYTES, each one plain PUT; the size.
+
+        Plain PUTs, not a multipart upload: a replica killed mid-chunk leaves only objects
+        that listing the upload finds (an unfinished multipart upload would need
+        ListMultipartUploads, which obstore does not offer). Keys go into `pieces` as written.
+        """
+        claim = self._layout.resumable_claim(device_id, upload_id, offset)
+
+        async def flush(data: bytes | memoryview) -> None:
+            key = self._layout.resumable_piece(device_id, upload_id, offset, nonce, len(pieces))
+            pieces.append(key)
+            await self._call(obstore.put_async(self._store, key, data))
+
+        async with self._kept_fresh(claim, nonce.encode()):
+            # The received blocks are kept as they are and joined once per piece (no growing
+            # buffer to copy): about two pieces' worth of memory at the peak.
+            blocks: list[bytes] = []
+            buffered = size = 0
+            async for data in chunk:
+                size += len(data)
+                if length is not None and offset + size > length:
+                    raise PayloadTooLarge(f"the chunk goes past the upload's length {length}")
+                hasher.update(data)
+                blocks.append(data)
+                buffered += len(data)
+                if buffered >= PIECE_BYTES:
+                    joined = memoryview(b"".join(blocks))
+                    blocks.clear()
+                    while len(joined) >= PIECE_BYTES:
+                        await flush(joined[:PIECE_BYTES])
+                        joined = joined[PIECE_BYTES:]
+                    blocks.append(bytes(joined))
+                    buffered = len(joined)
+                    del joined
+            if buffered:
+                await flush(b"".join(blocks))
+            return size
+
+    @contextlib.asynccontextmanager
+    async def _kept_fresh(self, claim: str, body: bytes) -> AsyncIterator[None]:
+        """Rewrite `claim` every CLAIM_REFRESH_SECONDS while the block runs (a slow client's
+        chunk, a long assembly), so that no other replica takes it for a dead one's."""
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(CLAIM_REFRESH_SECONDS)
+                with contextlib.suppress(MindProjectError):
+                    await self._call(obstore.put_async(self._store, claim, body))
+
+        refreshing = asyncio.ensure_future(refresh())
+        try:
+            yield
+        finally:
+            refreshing.cancel()
+            # Waited for: a late refresh must not bring back a claim released after this.
+            await asyncio.wait([refreshing])
+
+    async def _forget_all(self, keys: list[str]) -> None:
+        """Best-effort removal of objects (shielded: runs even when cancelled)."""
+        if keys:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(obstore.delete_async(self._store, keys))
+
+    async def _all_keys(self, prefix: str) -> list[ObjectMeta]:
+        metas: list[ObjectMeta] = []
+        with _store_errors():
+            async for batch in obstore.list(self._store, prefix=prefix):
+                self.requests += 1
+                metas.extend(batch)
+        return metas
+
+    async def _remove_upload(self, device_id: str, upload_id: str, offset: int | None) -> None:
+        """Remove an upload's bytes and state. Idempotent.
+
+        A tombstone goes first: from then on the upload reads as gone, even if an append under
+        way commits a record later. The claims stay, and one is added at the current `offset`
+        (when known), so that an append through a replica that still remembers the upload
+        (append_resumable's hint) meets a claim, reads the state and is refused. The tombstone
+        and claims go with the first sweep that finds the upload quiet for a minute.
+        """
+        tombstone = self._layout.resumable_tombstone(device_id, upload_id)
+        await self._call(obstore.put_async(self._store, tombstone, b""))
+        if offset is not None:
+            claim = self._layout.resumable_claim(device_id, upload_id, offset)
+            await self._call(obstore.put_async(self._store, claim, b""))
+        self._state_hints.pop((device_id, upload_id), None)
+        claims = self._layout.resumable_claims_dir(device_id, upload_id) + "/"
+        await self._delete_under(
+            self._layout.resumable_dir(device_id, upload_id),
+            keep=lambda key: key == tombstone or key.startswith(claims),
+        )
+
+    async def _delete_under(
+        self, directory: str, *, keep: Callable[[str], bool] = lambda key: False
+    ) -> None:
+        while keys := [
+            meta["path"] for meta in await self._all_keys(directory + "/") if not keep(meta["path"])
+        ]:
+            for start in range(0, len(keys), 1000):
+                await self._call(obstore.delete_async(self._store, keys[start : start + 1000]))
+
+    async def _committed_pieces(
+        self, device_id: str, upload_id: str, length: int
+    ) -> list[tuple[str, int]]:
+        """The data keys (and sizes) of the committed chunks, in order.
+
+        Pieces left by failed or killed appends share a start offset with a committed chunk but
+        not its nonce; only then is that chunk's record read to tell them apart.
+        """
+        records = await self._all_keys(self._layout.resumable_log_dir(device_id, upload_id) + "/")
+        tombstone = self._layout.resumable_tombstone(device_id, upload_id)
+        if any(meta["path"] == tombstone for meta in records):
+            raise ResumableNotFound("the upload was removed")
+        starts = sorted(  # a length declaration shares its offset with the next chunk
+            {
+                start
+                for meta in records
+                if (start := self._layout.parse_resumable_record(meta["path"])) is not None
+            }
+        )
+        data = self._layout.resumable_data_dir(device_id, upload_id) + "/"
+        groups: dict[int, dict[str, list[tuple[int, str, int]]]] = {}
+        for meta in await self._all_keys(data):
+            start, nonce, piece = self._layout.parse_resumable_piece(meta["path"])
+            groups.setdefault(start, {}).setdefault(nonce, []).append(
+                (piece, meta["path"], meta["size"])
+            )
+        ordered: list[tuple[str, int]] = []
+        position = 0
+        for start in starts:
+            candidates = groups.get(start, {})
+            if start != position:
+                raise StorageError(f"resumable upload {upload_id}: chunks are not contiguous")
+            if not candidates:
+                continue  # the zero-byte chunk that declared the length
+            if len(candidates) == 1:
+                (pieces,) = candidates.values()
+            else:
+                record = await self._read_record(
+                    self._layout.resumable_record(device_id, upload_id, start)
+                )
+                if record is None or record.nonce not in candidates:
+                    raise StorageError(f"resumable upload {upload_id}: a chunk is missing")
+                pieces = candidates[record.nonce]
+            for _, key, size in sorted(pieces):
+                ordered.append((key, size))
+                position += size
+        if position != length:
+            raise StorageError(f"resumable upload {upload_id}: {position} of {length} bytes")
+        return ordered
+
+    async def _finish(
+        self, device_id: str, upload_id: str, record: _Record, *, wait: bool
+    ) -> str | None:
+        """Make a complete upload's version exist; its id, or None while another replica does it.
+
+        The last chunk's record says the upload is complete before the version exists, so a
+        replica that dies in between leaves work any replica can finish (same keys, same bytes).
+        The completion claim then stays, saying DONE: a version deleted since is not rebuilt.
+        """
+        assert record.version is not None and record.length is not None
+        version = record.version
+        try:
+            await self.get(device_id, version)
+            return version
+        except UploadNotFound:
+            pass
+        claim = self._layout.resumable_completion_claim(device_id, upload_id)
+        for _ in range(2):
+            try:
+                await self._call(obstore.put_async(self._store, claim, b"", mode="create"))
+                break
+            except AlreadyExistsError:
+                pass
+            try:
+                result = await self._call(obstore.get_async(self._store, claim))
+                with _store_errors():
+                    done = bytes(await result.bytes_async()) == DONE
+            except FileNotFoundError:
+                continue
+            if done:
+                return version
+            age = (datetime.now(UTC) - result.meta["last_modified"]).total_seconds()
+            if age > STALE_APPEND_SECONDS:
+                await self._call(obstore.delete_async(self._store, claim))
+                continue
+            if not wait:
+                return None
+            # Another replica began a moment ago (a HEAD right after our commit): assembling
+            # twice writes the same keys with the same bytes, and this request can answer.
+            break
+        try:
+            async with self._kept_fresh(claim, b""):
+                await self._assemble(device_id, upload_id, record)
+        except Exception:
+            # Another replica may have finished meanwhile (and removed the pieces we read).
+            with contextlib.suppress(MindProjectError):
+                await self.get(device_id, version)
+                return version
+            await self._forget(claim)
+            raise
+        except BaseException:
+            await self._forget(claim)
+            raise
+        # The bytes now live in the version: drop the pieces and the claims. The records stay
+        # (until expiry): the last one tells a client that lost the answer the upload is done,
+        # and the older ones keep every committed offset taken, so an append at one of them
+        # still fails at its commit whatever a replica believed.
+        upload_dir = self._layout.resumable_dir(device_id, upload_id)
+        log_dir = self._layout.resumable_log_dir(device_id, upload_id) + "/"
+        leftovers = [
+            meta["path"]
+            for meta in await self._all_keys(upload_dir + "/")
+            if not meta["path"].startswith(log_dir) and meta["path"] != claim
+        ]
+        await self._call(obstore.put_async(self._store, claim, DONE))
+        for start in range(0, len(leftovers), 1000):
+            await self._forget_all(leftovers[start : start + 1000])
+        return version
+
+    async def _assemble(self, device_id: str, upload_id: str, record: _Record) -> None:
+        """Write the version of a complete upload from its pieces, streamed (bounded memory)."""
+        assert record.version is not None and record.length is not None
+        version = record.version
+        sha256 = ResumableSha256(record.hash_state).hexdigest()
+        pieces = await self._committed_pieces(device_id, upload_id, record.length)
+        info = UploadInfo(
+            device_id, version, record.length, sha256, record.filename, record.content_type
+        )
+
+        async def stream() -> AsyncIterator[bytes]:
+            for key, _ in pieces:
+                result = await self._call(obstore.get_async(self._store, key))
+                with _store_errors():
+                    async for data in result.stream(min_chunk_size=CHUNK_BYTES):
+                        yield bytes(data)
+
+        if record.length > PART_BYTES:
+            await self._put_large(self._layout.blob_key(device_id, version), b"", stream())
+            key, body = self._layout.upload_key(info, BLOB), b""
+        else:
+            key, body = self._layout.upload_key(info, INLINE), b"".join([d async for d in stream()])
+        await self._mark_device(device_id)
+        await self._call(obstore.put_async(self._store, key, body))
 
     async def check(self) -> None:
         # A one-key LIST under our prefix: it needs only the permissions the service has anyway
