@@ -16,7 +16,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Mount, Route
 
 from mindproject import __version__
-from mindproject.api import params
+from mindproject.api import direct_uploads, params
 from mindproject.api.operation import Answer, ApiRoute, Header, Operation, Parameter
 from mindproject.identifiers import VERSION_PATTERN
 
@@ -27,7 +27,12 @@ class UndescribedRoute(Exception):
 
 # Path parameters by the name routes give them in their paths.
 PATH_PARAMETERS: dict[str, Parameter] = {
-    param.name: param for param in (params.DEVICE_ID_PARAM, params.VERSION_PARAM)
+    param.name: param
+    for param in (
+        params.DEVICE_ID_PARAM,
+        params.VERSION_PARAM,
+        direct_uploads.DIRECT_UPLOAD_ID_PARAM,
+    )
 }
 
 # Any request may be refused for its header size (middleware.header_limit, and on the wire
@@ -45,12 +50,12 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
         (Header("WWW-Authenticate", {"type": "string"}, 'Bearer realm="mindproject", …'),),
     ),
     403: ("The token's role may not do this, or not on this device", ()),
-    404: ("No such device or upload", ()),
+    404: ("No such device, upload or direct upload", ()),
     408: ("The request body stopped arriving", ()),
     409: ("Idempotency-Key already used for different bytes", ()),
     411: ("Neither Content-Length nor chunked encoding", ()),
     413: ("Upload larger than the configured maximum", ()),
-    415: ("Body is neither multipart/form-data nor application/octet-stream", ()),
+    415: ("Body of another media type than the operation takes", ()),
     416: (
         "Range outside the file",
         (Header("Content-Range", {"type": "string"}, "bytes */SIZE"),),
@@ -60,6 +65,7 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
         (Header("Retry-After", {"type": "string", "pattern": "^[0-9]+$"}, "Seconds to wait"),),
     ),
     431: ("Request headers too large", ()),
+    501: ("The storage backend cannot do this (direct uploads need S3 storage)", ()),
     503: ("Storage unavailable (or, for /readyz, shutting down)", ()),
     507: ("Storage full", ()),
 }
@@ -258,6 +264,17 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "device_id": device_id,
                 "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "DirectUploadTicket": {
+            "type": "object",
+            "required": ["upload_url", "method", "headers", "expires_at", "complete_url"],
+            "properties": {
+                "upload_url": {"type": "string", "format": "uri"},
+                "method": {"type": "string", "enum": ["PUT"]},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "expires_at": {"type": "string", "format": "date-time"},
+                "complete_url": {"type": "string"},
             },
         },
         "RevocationList": {
