@@ -61,8 +61,10 @@ CLAIM_ATTEMPTS = 60  # about 12 s of waiting for a concurrent claimer at most
 # A presigned URL is one PUT, and S3 refuses a single PUT beyond 5 GiB (multipart is no option:
 # each part would need a URL of its own).
 MAX_SINGLE_PUT_BYTES = 5 * 1024**3
-# Reading staged bytes back to hash them: large reads, hashed off the event loop.
-VERIFY_CHUNK_BYTES = 4 * 1024 * 1024
+# Reading staged bytes back to hash them, hashed off the event loop. Measured on a 2 GiB direct
+# upload: 4 MiB chunks raised the server's peak RSS by 31 MiB, 1 MiB chunks by 9-11 MiB, in the
+# same time (about 11 s for the copy and the read-back).
+VERIFY_CHUNK_BYTES = 1024 * 1024
 
 
 class UploadAborted(Exception):
