@@ -3,6 +3,7 @@ expiry. On the local Ceph S3 server; the file and memory backends refuse them (5
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from pathlib import Path
@@ -125,6 +126,23 @@ async def test_bytes_that_are_not_the_declared_ones_leave_nothing(
     assert (await _send("PUT", ticket.url, DATA)).status_code == 200
     info = await s3.complete_direct_upload("sensor-1", staging_id, new_version_id(), now=0)
     assert info.sha256 == SHA
+
+
+@pytest.mark.s3
+async def test_concurrent_completions_make_one_version(
+    s3: Storage, s3_env: dict[str, str], s3_bucket: str
+) -> None:
+    staging_id, ticket = await _ticket(s3)
+    assert (await _send("PUT", ticket.url, DATA)).status_code == 200
+    versions = [new_version_id() for _ in range(4)]
+    infos = await asyncio.gather(
+        *(s3.complete_direct_upload("sensor-1", staging_id, v, now=time.time()) for v in versions)
+    )
+    assert len({info.version for info in infos}) == 1
+    listed = await s3.list_uploads("sensor-1", after=None, limit=10)
+    assert [u.version for u in listed.items] == [infos[0].version]
+    # The losers' copies are gone: one blob, the winner's.
+    assert _keys(s3_env, s3_bucket, "blobs/") == [f"{PREFIX}/blobs/sensor-1/{infos[0].version}"]
 
 
 @pytest.mark.s3
