@@ -19,12 +19,15 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
+import obstore
 import pytest
+from obstore.store import MemoryStore
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,6 +42,7 @@ from mindproject.errors import (
     InsufficientStorage,
     InvalidDeviceId,
     MindProjectError,
+    NotSupportedByStorage,
     StorageUnavailable,
     TooManyRequests,
 )
@@ -52,7 +56,8 @@ from mindproject.identifiers import (
 )
 from mindproject.limits import RateLimiter
 from mindproject.openapi import UndescribedRoute, openapi_document
-from mindproject.storage import Storage, open_storage
+from mindproject.storage import Storage
+from mindproject.storage.objectstore import ObjectStorage
 from tests.helpers import TEST_SECRET_KEY, make_token
 
 # The API's operations: a contract with devices and the SDK. Adding or removing one is a
@@ -73,6 +78,10 @@ AGREED_OPERATIONS = {
     ("HEAD", "/api/devices/{device_id}/resumable/{upload_id}"): "resumableStatus",
     ("PATCH", "/api/devices/{device_id}/resumable/{upload_id}"): "appendResumable",
     ("DELETE", "/api/devices/{device_id}/resumable/{upload_id}"): "terminateResumable",
+    ("POST", "/api/devices/{device_id}/direct-uploads"): "createDirectUpload",
+    ("POST", "/api/devices/{device_id}/direct-uploads/{direct_upload_id}/complete"): (
+        "completeDirectUpload"
+    ),
     ("GET", "/healthz"): "healthz",
     ("GET", "/readyz"): "readyz",
     ("GET", "/metrics"): "metrics",
@@ -172,11 +181,25 @@ class Call:
     content: bytes | None = None
     form: bytes | None = None  # the multipart field `file`
     without_length: bool = False  # neither Content-Length nor chunked
+    unsupported: bool = False  # the storage cannot do direct uploads (as the file backend)
 
 
 SEED = b"reading, stored before each operation's calls"
 SEED_SHA256 = hashlib.sha256(SEED).hexdigest()
 RAW = {"Content-Type": "application/octet-stream"}
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _direct(size: int = len(SEED), sha256: str = SEED_SHA256, **more: object) -> bytes:
+    return json.dumps({"size": size, "sha256": sha256, **more}).encode()
+
+
+# Direct uploads the test stages before completeDirectUpload's calls (ids fixed here, as the
+# calls are): the declared bytes, other bytes, and none at all. They expire in a day.
+_EXPIRES = int(time.time()) + 86400
+STAGED, OTHER_BYTES, NOT_RECEIVED, NEVER_CREATED = (f"{_EXPIRES}-{digit * 32}" for digit in "abcf")
 
 
 def _digest(data: bytes) -> str:
@@ -190,8 +213,7 @@ AT_20 = {"Upload-Offset": "20"}
 _SHA1 = f"sha1 {base64.b64encode(hashlib.sha1(TEN).digest()).decode()}"
 _BAD = f"sha1 {base64.b64encode(hashlib.sha1(b'other').digest()).decode()}"
 _B64_NAME = base64.b64encode(b"a.bin").decode()
-# Resumable uploads are implemented on the file backend here; the object-store ones (memory, S3)
-# land with branch tus-objects, which can then drop this.
+# tus requests carry Tus-Resumable (even a 401 is only a 401 with it; without it, 412).
 TUS_OPERATIONS = {
     "discoverResumable",
     "createResumable",
@@ -327,6 +349,37 @@ CALLS: dict[str, list[Call]] = {
         Call(204, headers=TUS),
         Call(404, headers=TUS),
     ],
+    "createDirectUpload": [
+        Call(200, content=_direct(), headers=JSON),
+        Call(200, content=_direct(filename="a/b.bin", content_type="text/csv"), headers=JSON),
+        Call(400, content=b"{not json", headers=JSON),
+        Call(400, content=b"[]", headers=JSON),
+        Call(400, content=_direct(size=0), headers=JSON),
+        Call(400, content=_direct(sha256="abc"), headers=JSON),
+        Call(400, content=_direct(colour="blue"), headers=JSON),
+        Call(400, content=_direct(content_type="no type"), headers=JSON),
+        Call(400, path={"device_id": ".hidden"}, content=_direct(), headers=JSON),
+        Call(413, content=_direct(size=MAX_UPLOAD_BYTES + 1), headers=JSON),
+        Call(413, content=b" " * 5000 + _direct(), headers=JSON),
+        Call(415, content=_direct(), headers={"Content-Type": "text/plain"}),
+        Call(403, token="other-device", content=_direct(), headers=JSON),
+        Call(403, token="operator", content=_direct(), headers=JSON),
+        Call(429, token="device", content=_direct(), headers=JSON),
+        Call(501, content=_direct(), headers=JSON, unsupported=True),
+    ],
+    "completeDirectUpload": [
+        Call(200),
+        Call(200),  # completed again: the same version, replayed
+        Call(400, path={"direct_upload_id": OTHER_BYTES}),
+        Call(400, path={"direct_upload_id": NOT_RECEIVED}),
+        Call(400, path={"device_id": ".hidden"}),
+        Call(404, path={"direct_upload_id": NEVER_CREATED}),
+        Call(404, path={"direct_upload_id": "not-an-id"}),
+        Call(404, path={"device_id": "sensor-2"}),  # another device's path: not its upload
+        Call(403, token="other-device"),
+        Call(429, token="device"),
+        Call(501, unsupported=True),
+    ],
     "healthz": [Call(200)],
     "readyz": [Call(200)],
     "metrics": [Call(200)],
@@ -346,6 +399,8 @@ WRITES = (
     "append_resumable",
     "delete_resumable",
 )
+# Only object stores do direct uploads, and they are never full (507): these fail as unavailable.
+DIRECT_UPLOADS = ("presign_direct_upload", "complete_direct_upload")
 READS = (
     "resumable",
     "find_by_key",
@@ -379,6 +434,32 @@ DESCRIBED_ELSEWHERE = {"authorization", "content-type", "content-length", "trans
 def _request_of(call: Call) -> dict[str, Any]:
     """The call's request, without its status."""
     return {name: value for name, value in vars(call).items() if name != "status"}
+
+
+class SigningMemoryStorage(ObjectStorage):
+    """memory:// cannot presign URLs (501); this one hands out a URL nobody serves, and the test
+    writes the "uploaded" bytes into the store itself, where a device's PUT would put them."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryStore())
+        self._presigns = True
+
+    async def _sign_put(self, key: str, expires_in: timedelta) -> str:
+        return f"http://127.0.0.1:9/{key}?X-Amz-Signature=test"
+
+    async def stage(self, device_id: str, staging_id: str, data: bytes | None) -> None:
+        await self.presign_direct_upload(
+            device_id,
+            staging_id,
+            size=len(SEED),
+            sha256=SEED_SHA256,
+            filename="direct.bin",
+            content_type=None,
+            expires_at=_EXPIRES,
+        )
+        if data is not None:
+            key = self._layout.direct_staging_key(device_id, staging_id)
+            await obstore.put_async(self._store, key, data)
 
 
 def _calls(op_id: str, authenticated: bool) -> list[Call]:
@@ -423,11 +504,8 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
 
 
 @pytest.fixture
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    op_id = getattr(request.node, "callspec", None) and request.node.callspec.params.get("op_id")
-    if op_id in TUS_OPERATIONS:
-        return open_storage(f"file://{tmp_path / 'data'}", fsync=False)
-    return open_storage("memory://")
+def storage() -> SigningMemoryStorage:
+    return SigningMemoryStorage()
 
 
 @pytest.fixture
@@ -461,13 +539,19 @@ def _send(client: TestClient, method: str, path: str, call: Call) -> Any:
 
 @pytest.mark.parametrize("op_id", sorted(AGREED_OPERATIONS.values()))
 def test_each_status_listed_is_answered_and_each_parameter_read(
-    op_id: str, client: TestClient, storage: Storage, reads: Reads
+    op_id: str, client: TestClient, storage: SigningMemoryStorage, reads: Reads
 ) -> None:
     document = _document()
     method, template, op = _operations(document)[op_id]
     stored = client.put("/api/devices/sensor-1", content=SEED, headers=_token_headers("admin"))
     assert stored.status_code == 200, stored.text
-    defaults = {"device_id": "sensor-1", "version": stored.json()["version"]}
+    for staging_id, data in ((STAGED, SEED), (OTHER_BYTES, b"x" + SEED[1:]), (NOT_RECEIVED, None)):
+        client.portal.call(storage.stage, "sensor-1", staging_id, data)  # type: ignore[union-attr]
+    defaults = {
+        "device_id": "sensor-1",
+        "version": stored.json()["version"],
+        "direct_upload_id": STAGED,
+    }
     if op_id in TUS_OPERATIONS:
         created = client.post(
             "/api/devices/sensor-1/resumable",
@@ -483,7 +567,13 @@ def test_each_status_listed_is_answered_and_each_parameter_read(
 
     def check(call: Call) -> None:
         path = template.format(**{**defaults, **call.path})
-        response = _send(client, method, path, call)
+        if call.unsupported:
+            _break(storage, DIRECT_UPLOADS, NotSupportedByStorage("direct uploads need S3"))
+        try:
+            response = _send(client, method, path, call)
+        finally:
+            for name in DIRECT_UPLOADS if call.unsupported else ():
+                delattr(storage, name)  # the class's own methods again
         assert response.status_code == call.status, (call, response.text)
         assert response.status_code in listed, f"{op_id} answered {call.status}, not listed"
         answered.add(response.status_code)
@@ -501,7 +591,7 @@ def test_each_status_listed_is_answered_and_each_parameter_read(
     working = _request_of(ok)
     _break(storage, WRITES, InsufficientStorage("full"))
     check(Call(507 if 507 in listed else ok.status, **working))
-    _break(storage, WRITES + READS, StorageUnavailable("down"))
+    _break(storage, WRITES + READS + DIRECT_UPLOADS, StorageUnavailable("down"))
     check(Call(503 if 503 in listed else ok.status, **working))
     assert listed - answered <= NOT_PROVOKED_HERE, f"{op_id}: never answered {listed - answered}"
 

@@ -12,7 +12,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
-from mindproject.api import devices, docs, health, metrics, resumable, revocations, uploads
+from mindproject.api import (
+    devices,
+    direct_uploads,
+    docs,
+    health,
+    metrics,
+    resumable,
+    revocations,
+    uploads,
+)
 from mindproject.api.errors import HANDLERS
 from mindproject.api.slash_redirect import SlashRedirect
 from mindproject.auth.authenticator import Authenticator
@@ -20,6 +29,7 @@ from mindproject.auth.keys import load_keys
 from mindproject.auth.revocations import Revocations
 from mindproject.auth.tokens import TokenVerifier
 from mindproject.config import Settings, load_settings
+from mindproject.direct_upload_sweeper import sweep_direct_uploads_forever
 from mindproject.lifecycle import watch_for_shutdown
 from mindproject.limits import RateLimiter, UploadSlots
 from mindproject.middleware.access_log import AccessLog
@@ -43,6 +53,7 @@ ROUTES: list[BaseRoute] = [
     *uploads.routes,
     *resumable.routes,
     *revocations.routes,
+    *direct_uploads.routes,
     *devices.fallback_routes,
 ]
 
@@ -74,13 +85,19 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             )
         log.info("ready to serve", extra={"storage": settings.storage, "auth": settings.auth})
         sweeper = asyncio.create_task(sweep_forever(backend, settings.resumable_expiry_seconds))
+        direct_sweeper = asyncio.create_task(
+            sweep_direct_uploads_forever(backend, settings.direct_upload_expiry_seconds)
+        )
         try:
             # Lifespan state reaches the connection protocol too (http_protocol.py: its limits).
             yield {"settings": settings}
         finally:
             sweeper.cancel()
+            direct_sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            with contextlib.suppress(asyncio.CancelledError):
+                await direct_sweeper
             await backend.close()
 
     middleware = [

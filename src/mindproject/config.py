@@ -109,6 +109,15 @@ class Settings(BaseSettings):
         default=16, ge=0, description="Unfinished resumable uploads per device; 0: no cap"
     )
 
+    # Direct-to-S3 uploads (presigned URLs, docs/api.md).
+    direct_upload_expiry_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=7 * 86400,  # SigV4 presigned URLs live at most 7 days
+        description="How long a direct upload's presigned URL and completion stay valid; "
+        "staged bytes never completed are removed after that",
+    )
+
     @field_validator("storage")
     @classmethod
     def _known_scheme(cls, value: str) -> str:

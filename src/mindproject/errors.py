@@ -225,3 +225,30 @@ class ClientDisconnected(MindProjectError):
 
     status = 499
     code = "client_disconnected"
+
+
+# Direct-to-S3 uploads (presigned URLs, docs/api.md).
+class NotSupportedByStorage(MindProjectError):
+    """The configured storage backend cannot do this (e.g. presign a URL): a server-side limit,
+    not the client's fault, and retrying will not help."""
+
+    status = 501
+    code = "not_supported_by_storage"
+
+
+class DirectUploadNotFound(NotFound):
+    """No such direct upload: never created, or expired."""
+
+    code = "direct_upload_not_found"
+
+
+class DirectUploadNotReceived(BadRequest):
+    """Completion asked for, but nothing was PUT to the presigned URL (or not yet)."""
+
+    code = "direct_upload_not_received"
+
+
+class SizeMismatch(BadRequest):
+    """The bytes received are not as many as were declared."""
+
+    code = "size_mismatch"

@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 
 from mindproject.errors import (
+    DirectUploadNotFound,
     InvalidDeviceId,
     InvalidParameter,
     InvalidVersionId,
@@ -104,3 +105,25 @@ def decode_cursor(cursor: str) -> str:
         return raw.decode("ascii")
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidParameter("cursor is not one this service issued") from None
+
+
+# A direct upload's id: its expiry in epoch seconds (10 digits), a dash, 128 random bits in hex.
+# The expiry in the id lets the sweeper find expired uploads from one LIST of their keys, without
+# reading each one's state; the random part makes the id (it appears in URLs) unguessable.
+DIRECT_UPLOAD_ID_PATTERN = r"[0-9]{10}-[0-9a-f]{32}"
+_DIRECT_UPLOAD_ID = re.compile(DIRECT_UPLOAD_ID_PATTERN)
+
+
+def new_direct_upload_id(expires_at: int) -> str:
+    return f"{expires_at:010d}-{secrets.token_hex(16)}"
+
+
+def check_direct_upload_id(value: str) -> str:
+    if not _DIRECT_UPLOAD_ID.fullmatch(value):
+        raise DirectUploadNotFound("no such direct upload")
+    return value
+
+
+def direct_upload_expiry(staging_id: str) -> int:
+    """When a direct upload expires (epoch seconds), read from its id."""
+    return int(staging_id[:10])

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Mount, Route
 
 from mindproject import __version__
-from mindproject.api import params
+from mindproject.api import direct_uploads, params
 from mindproject.api.operation import Answer, ApiRoute, Header, Operation, Parameter
 from mindproject.identifiers import UPLOAD_ID_PATTERN, VERSION_PATTERN
 
@@ -33,7 +33,13 @@ UPLOAD_ID_PARAM = Parameter(
     "A resumable upload's id (from the Location of its creation)",
 )
 PATH_PARAMETERS: dict[str, Parameter] = {
-    param.name: param for param in (params.DEVICE_ID_PARAM, params.VERSION_PARAM, UPLOAD_ID_PARAM)
+    param.name: param
+    for param in (
+        params.DEVICE_ID_PARAM,
+        params.VERSION_PARAM,
+        UPLOAD_ID_PARAM,
+        direct_uploads.DIRECT_UPLOAD_ID_PARAM,
+    )
 }
 
 # Any request may be refused for its header size (middleware.header_limit, and on the wire
@@ -51,7 +57,10 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
         (Header("WWW-Authenticate", {"type": "string"}, 'Bearer realm="mindproject", …'),),
     ),
     403: ("The token's role may not do this, or not on this device", ()),
-    404: ("No such device or upload (or resumable upload: terminated, expired)", ()),
+    404: (
+        "No such device, upload, direct upload or resumable upload (terminated, expired)",
+        (),
+    ),
     408: ("The request body stopped arriving", ()),
     409: (
         "Idempotency-Key already used for different bytes; or a chunk sent for another offset "
@@ -72,8 +81,8 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
     ),
     413: ("Upload larger than the configured maximum (or a chunk past the upload's length)", ()),
     415: (
-        "Body is neither multipart/form-data nor application/octet-stream (resumable chunks: "
-        "not application/offset+octet-stream)",
+        "Body of another media type than the operation takes (uploads: multipart/form-data or "
+        "application/octet-stream; resumable chunks: application/offset+octet-stream)",
         (),
     ),
     416: (
@@ -87,6 +96,7 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
     423: ("Another request is appending to this resumable upload right now", ()),
     431: ("Request headers too large", ()),
     460: ("The chunk's Upload-Checksum does not match its bytes: nothing was appended", ()),
+    501: ("The storage backend cannot do this (direct uploads need S3 storage)", ()),
     503: ("Storage unavailable (or, for /readyz, shutting down)", ()),
     507: ("Storage full", ()),
 }
@@ -289,6 +299,17 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "device_id": device_id,
                 "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "DirectUploadTicket": {
+            "type": "object",
+            "required": ["upload_url", "method", "headers", "expires_at", "complete_url"],
+            "properties": {
+                "upload_url": {"type": "string", "format": "uri"},
+                "method": {"type": "string", "enum": ["PUT"]},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "expires_at": {"type": "string", "format": "date-time"},
+                "complete_url": {"type": "string"},
             },
         },
         "RevocationList": {

@@ -37,6 +37,9 @@ CHECKS = [
     checks.response_schema_conformance,
     checks.response_headers_conformance,
 ]
+# A 501 the operation describes is its documented answer, not a server error: direct uploads on
+# this server's file backend (docs/api.md). Every other check still applies to it.
+DOCUMENTED_501_CHECKS = [check for check in CHECKS if check is not checks.not_a_server_error]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +92,7 @@ def test_every_operation_answers_as_described(
     live: RunningServer, served_schema: Any, path: str, method: str, mode: GenerationMode
 ) -> None:
     operation = served_schema[path][method]
+    describes_501 = "501" in _PATHS[path][method.lower()]["responses"]
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -101,7 +105,8 @@ def test_every_operation_answers_as_described(
     def answers_as_described(case: Any) -> None:
         response = case.call(base_url=live.url, headers=live.auth_headers, timeout=30)
         statuses.append(response.status_code)
-        case.validate_response(response, checks=CHECKS)
+        documented_501 = describes_501 and response.status_code == 501
+        case.validate_response(response, checks=DOCUMENTED_501_CHECKS if documented_501 else CHECKS)
 
     statuses: list[int] = []
     answers_as_described()

@@ -232,11 +232,7 @@ async def test_idempotency_key_of_a_deleted_version_is_free_again(storage: Stora
 
 # Resumable (tus) uploads -------------------------------------------------------------------------
 
-# The backends whose resumable uploads are implemented on this branch. The object-store backends
-# (memory, s3) land with branch tus-objects, which extends this list: the tests below are written
-# for every backend.
-RESUMABLE_BACKENDS = ["file"]
-resumable = pytest.mark.parametrize("storage_url", RESUMABLE_BACKENDS, indirect=True)
+# Like every test here, these run on every backend (the storage_url fixture's parameters).
 
 EXPIRY = 3600.0
 
@@ -280,7 +276,6 @@ async def append(
     )
 
 
-@resumable
 async def test_resumable_create_and_get(storage: Storage) -> None:
     upload = new_resumable(length=10)
     await storage.create_resumable(upload, max_per_device=0)
@@ -291,7 +286,6 @@ async def test_resumable_create_and_get(storage: Storage) -> None:
         await storage.resumable("tus-2", upload.upload_id)
 
 
-@resumable
 @pytest.mark.parametrize("size", [1000, 3 * 1024 * 1024 + 5])  # inline and file versions
 async def test_resumable_appends_in_order_and_completes_as_a_version(
     storage: Storage, size: int
@@ -326,7 +320,6 @@ async def test_resumable_appends_in_order_and_completes_as_a_version(
     assert len((await storage.list_uploads("tus-1", after=None, limit=10)).items) == 1
 
 
-@resumable
 async def test_resumable_offset_mismatch_says_where_to_resume(storage: Storage) -> None:
     upload = new_resumable(length=100)
     await storage.create_resumable(upload, max_per_device=0)
@@ -356,7 +349,6 @@ class Gate:
             await asyncio.sleep(0)
 
 
-@resumable
 async def test_racing_appends_store_exactly_one(storage: Storage) -> None:
     upload = new_resumable(length=200_000)
     await storage.create_resumable(upload, max_per_device=0)
@@ -393,7 +385,6 @@ async def failing_after(data: bytes) -> AsyncIterator[bytes]:
     raise ClientDisconnected("the client went away")
 
 
-@resumable
 async def test_a_chunk_that_fails_midway_appends_nothing(storage: Storage) -> None:
     data = os.urandom(300_000)
     upload = new_resumable(length=len(data))
@@ -409,7 +400,6 @@ async def test_a_chunk_that_fails_midway_appends_nothing(storage: Storage) -> No
     assert await read_all(storage, info) == data
 
 
-@resumable
 async def test_resumable_whole_file_checksum_mismatch_leaves_no_version(storage: Storage) -> None:
     upload = new_resumable(length=1000, expected_sha256=hashlib.sha256(b"other").hexdigest())
     await storage.create_resumable(upload, max_per_device=0)
@@ -422,7 +412,6 @@ async def test_resumable_whole_file_checksum_mismatch_leaves_no_version(storage:
         await storage.resumable("tus-1", upload.upload_id)
 
 
-@resumable
 async def test_resumable_deferred_length(storage: Storage) -> None:
     data = os.urandom(700_000)
     upload = new_resumable(length=None)
@@ -440,7 +429,6 @@ async def test_resumable_deferred_length(storage: Storage) -> None:
     assert await read_all(storage, info) == data
 
 
-@resumable
 async def test_resumable_length_exceeded_appends_nothing(storage: Storage) -> None:
     upload = new_resumable(length=1000)
     await storage.create_resumable(upload, max_per_device=0)
@@ -454,7 +442,6 @@ async def test_resumable_length_exceeded_appends_nothing(storage: Storage) -> No
     assert await read_all(storage, info) == b"a" * 600 + b"c" * 400
 
 
-@resumable
 async def test_resumable_delete(storage: Storage) -> None:
     upload = new_resumable(length=1000)
     await storage.create_resumable(upload, max_per_device=0)
@@ -470,7 +457,6 @@ async def test_resumable_delete(storage: Storage) -> None:
         await storage.latest("tus-1")
 
 
-@resumable
 async def test_resumable_expiry(storage: Storage) -> None:
     live = new_resumable(length=1000)
     await storage.create_resumable(live, max_per_device=0)
@@ -489,7 +475,6 @@ async def test_resumable_expiry(storage: Storage) -> None:
     assert await storage.remove_expired_resumable(time.time() + 2 * EXPIRY) == 0
 
 
-@resumable
 async def test_resumable_uploads_per_device_are_capped(storage: Storage) -> None:
     first, second = new_resumable(length=3), new_resumable(length=3)
     await storage.create_resumable(first, max_per_device=2)

@@ -64,6 +64,16 @@ class ResumableUpload:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectUploadTicket:
+    """Where and how a device sends a direct upload's bytes: straight to the object store."""
+
+    url: str  # presigned: valid for exactly one key, until expires_at
+    method: str
+    headers: dict[str, str]  # what the client must send with the request
+    expires_at: float  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: list[T]
     last: str | None  # key of the last item when more follow, else None
@@ -200,3 +210,41 @@ class Storage(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and handles."""
+
+    # direct uploads (presigned PUT straight to the object store) -------------------------------
+    @abc.abstractmethod
+    async def presign_direct_upload(
+        self,
+        device_id: str,
+        staging_id: str,
+        *,
+        size: int,
+        sha256: str,
+        filename: str | None,
+        content_type: str | None,
+        expires_at: float,
+    ) -> DirectUploadTicket:
+        """Record what the client declared (in storage: any replica may complete it) and return
+        a URL that lets the client write the staging object of `staging_id`, and nothing else,
+        until `expires_at`.
+
+        NotSupportedByStorage when the backend cannot hand out such URLs; PayloadTooLarge when
+        `size` is beyond what one PUT to the store may carry.
+        """
+
+    @abc.abstractmethod
+    async def complete_direct_upload(
+        self, device_id: str, staging_id: str, version: str, *, now: float
+    ) -> UploadInfo:
+        """Turn the staged bytes into version `version`, once they are verified.
+
+        - DirectUploadNotFound if the upload was never created or has expired at `now`;
+        - DirectUploadNotReceived if nothing was staged (the upload stays open until expiry);
+        - SizeMismatch or ChecksumMismatch if the bytes are not the declared ones: the staged
+          object is deleted, nothing becomes visible, the upload stays open until expiry;
+        - completed already: that version is returned again (its id differs from `version`).
+        """
+
+    @abc.abstractmethod
+    async def remove_expired_direct_uploads(self, now: float) -> int:
+        """Remove staged bytes and state of every direct upload expired at `now`; how many."""

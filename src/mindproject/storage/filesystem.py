@@ -47,6 +47,7 @@ from mindproject.errors import (
     DeviceNotFound,
     InsufficientStorage,
     MindProjectError,
+    NotSupportedByStorage,
     OffsetMismatch,
     PayloadTooLarge,
     ResumableNotFound,
@@ -58,6 +59,7 @@ from mindproject.errors import (
 from mindproject.resumable_hash import ResumableSha256
 from mindproject.storage.base import (
     CHUNK_BYTES,
+    DirectUploadTicket,
     Page,
     ResumableUpload,
     Storage,
@@ -878,3 +880,32 @@ class FileStorage(Storage):
         self._pool.shutdown(wait=True)
         self._writer.close()
         self._reader.close()
+
+    # direct uploads: they need an object store that presigns URLs; local files have no URL a
+    # device could write to without passing through this service.
+    async def presign_direct_upload(
+        self,
+        device_id: str,
+        staging_id: str,
+        *,
+        size: int,
+        sha256: str,
+        filename: str | None,
+        content_type: str | None,
+        expires_at: float,
+    ) -> DirectUploadTicket:
+        raise NotSupportedByStorage(NO_DIRECT_UPLOADS)
+
+    async def complete_direct_upload(
+        self, device_id: str, staging_id: str, version: str, *, now: float
+    ) -> UploadInfo:
+        raise NotSupportedByStorage(NO_DIRECT_UPLOADS)
+
+    async def remove_expired_direct_uploads(self, now: float) -> int:
+        return 0
+
+
+NO_DIRECT_UPLOADS = (
+    "direct uploads need S3 storage (MINDPROJECT_STORAGE=s3://…); this server stores on the "
+    "file backend: upload with PUT /api/devices/<id> instead"
+)

@@ -6,9 +6,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from mindproject.errors import MindProjectError
+from mindproject.errors import MindProjectError, NotSupportedByStorage
 from mindproject.metrics import STORAGE_ERRORS, STORAGE_SECONDS
-from mindproject.storage.base import Page, ResumableUpload, Storage, UploadInfo, UploadSource
+from mindproject.storage.base import (
+    DirectUploadTicket,
+    Page,
+    ResumableUpload,
+    Storage,
+    UploadInfo,
+    UploadSource,
+)
 
 R = TypeVar("R")
 
@@ -24,7 +31,8 @@ class InstrumentedStorage(Storage):
         try:
             return await call()
         except MindProjectError as exc:
-            if exc.status >= 500:
+            # A backend that cannot do something (501) has not failed: not a storage error.
+            if exc.status >= 500 and not isinstance(exc, NotSupportedByStorage):
                 STORAGE_ERRORS.labels(operation, exc.code).inc()
             raise
         finally:
@@ -151,3 +159,41 @@ class InstrumentedStorage(Storage):
 
     async def close(self) -> None:
         await self.inner.close()
+
+    # direct uploads ----------------------------------------------------------------------------
+    async def presign_direct_upload(
+        self,
+        device_id: str,
+        staging_id: str,
+        *,
+        size: int,
+        sha256: str,
+        filename: str | None,
+        content_type: str | None,
+        expires_at: float,
+    ) -> DirectUploadTicket:
+        return await self._timed(
+            "presign_direct_upload",
+            lambda: self.inner.presign_direct_upload(
+                device_id,
+                staging_id,
+                size=size,
+                sha256=sha256,
+                filename=filename,
+                content_type=content_type,
+                expires_at=expires_at,
+            ),
+        )
+
+    async def complete_direct_upload(
+        self, device_id: str, staging_id: str, version: str, *, now: float
+    ) -> UploadInfo:
+        return await self._timed(
+            "complete_direct_upload",
+            lambda: self.inner.complete_direct_upload(device_id, staging_id, version, now=now),
+        )
+
+    async def remove_expired_direct_uploads(self, now: float) -> int:
+        return await self._timed(
+            "remove_expired_direct_uploads", lambda: self.inner.remove_expired_direct_uploads(now)
+        )

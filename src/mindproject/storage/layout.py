@@ -11,6 +11,8 @@
                                                       a resumable upload's state after each chunk
     <prefix>/resumable/<device>/<upload>/claim/<offset>   an append under way at that offset
     <prefix>/resumable/<device>/<upload>/data/<offset>.<nonce>.<piece>   a chunk's bytes
+    <prefix>/direct/<device>/<staging id>             a direct upload's bytes, PUT by the client
+    <prefix>/direct/<device>/<staging id>.json        what the client declared (size, sha256, …)
 
 Version ids sort newest first, so listing `uploads/<device>/` gives the latest version first
 and a page of versions, with all their metadata, in one LIST request. Small uploads (kind "i")
@@ -188,6 +190,27 @@ class Layout:
             device_id, version, int(size), sha256, filename, content_type, locator=data_key
         )
         return ParsedUploadKey(info, kind, idempotency_key)
+
+    # direct uploads ---------------------------------------------------------------------------
+    @property
+    def direct_dir(self) -> str:
+        return self._join("direct")
+
+    def direct_staging_key(self, device_id: str, staging_id: str) -> str:
+        """The one key a direct upload's presigned URL may write."""
+        return self._join("direct", device_id, staging_id)
+
+    def direct_state_key(self, device_id: str, staging_id: str) -> str:
+        return self._join("direct", device_id, f"{staging_id}.json")
+
+    def parse_direct_key(self, key: str) -> tuple[str, str]:
+        """(device id, staging id) of a staging or state key; ValueError if it is neither."""
+        device_dir, _, name = key.rpartition("/")
+        device_id = device_dir.rpartition("/")[2]
+        staging_id = name.removesuffix(".json")
+        if not device_id or device_dir.rpartition("/")[0] != self.direct_dir:
+            raise ValueError(f"not a direct upload key: {key}")
+        return device_id, staging_id
 
 
 def device_list_offset(devices_dir: str, prefix: str, after: str | None) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -15,32 +16,38 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import obstore
 from obstore.exceptions import AlreadyExistsError
 from obstore.exceptions import BaseError as ObstoreError
+from obstore.store import S3Store
 
 from mindproject.errors import (
     BadRequest,
     ChecksumMismatch,
     DeviceNotFound,
+    DirectUploadNotFound,
+    DirectUploadNotReceived,
     InvalidVersionId,
     MindProjectError,
+    NotSupportedByStorage,
     OffsetMismatch,
     PayloadTooLarge,
     ResumableNotFound,
+    SizeMismatch,
     StorageError,
     StorageUnavailable,
     TooManyRequests,
     UploadBusy,
     UploadNotFound,
 )
-from mindproject.identifiers import check_version_id
+from mindproject.identifiers import check_version_id, direct_upload_expiry
 from mindproject.resumable_hash import ResumableSha256
 from mindproject.storage.base import (
     CHUNK_BYTES,
+    DirectUploadTicket,
     Page,
     ResumableUpload,
     Storage,
@@ -140,6 +147,15 @@ def _check_append(record: _Record, offset: int, length: int | None) -> int | Non
     return new_length
 
 
+# A presigned URL is one PUT, and S3 refuses a single PUT beyond 5 GiB (multipart is no option:
+# each part would need a URL of its own).
+MAX_SINGLE_PUT_BYTES = 5 * 1024**3
+# Reading staged bytes back to hash them, hashed off the event loop. Measured on a 2 GiB direct
+# upload: 4 MiB chunks raised the server's peak RSS by 31 MiB, 1 MiB chunks by 9-11 MiB, in the
+# same time (about 11 s for the copy and the read-back).
+VERIFY_CHUNK_BYTES = 1024 * 1024
+
+
 class UploadAborted(Exception):
     """Handed to obstore in place of the next part, so that it aborts the multipart upload."""
 
@@ -178,6 +194,8 @@ class ObjectStorage(Storage):
         # latest state this replica saw of each upload, and records' expires_at.
         self._state_hints: dict[tuple[str, str], _Record] = {}
         self._expiry_hints: dict[str, float] = {}
+        # Only S3 stores presign URLs here (obstore's MemoryStore cannot): direct uploads.
+        self._presigns = isinstance(store, S3Store)
 
     async def _call(self, operation: Awaitable[R]) -> R:
         self.requests += 1
@@ -1044,3 +1062,163 @@ class ObjectStorage(Storage):
         # A one-key LIST under our prefix: it needs only the permissions the service has anyway
         # (a HEAD of a missing key is a 403, not a 404, when ListBucket is limited by prefix).
         await self._keys(self._layout.devices_dir, None, 1)
+
+    # direct uploads (presigned PUT straight to S3) ---------------------------------------------
+    # The client PUTs to direct/<device>/<id>; what it declared is in direct/<device>/<id>.json,
+    # so any replica can complete it. Completion copies the staged bytes (server-side) to the
+    # version's blob key *before* verifying them: the presigned URL stays valid until expiry, so
+    # bytes verified in the staging key could be replaced before a copy made after verifying.
+    # Of two completions of one upload, one version survives: the staging id is claimed as the
+    # version's idempotency key, exactly as save() claims an Idempotency-Key.
+    async def presign_direct_upload(
+        self,
+        device_id: str,
+        staging_id: str,
+        *,
+        size: int,
+        sha256: str,
+        filename: str | None,
+        content_type: str | None,
+        expires_at: float,
+    ) -> DirectUploadTicket:
+        self._require_presigning()
+        if size > MAX_SINGLE_PUT_BYTES:
+            raise PayloadTooLarge(
+                f"a direct upload is one PUT to S3, at most {MAX_SINGLE_PUT_BYTES} bytes"
+            )
+        staged = self._layout.direct_staging_key(device_id, staging_id)
+        expires_in = timedelta(seconds=max(1.0, expires_at - time.time()))
+        url = await self._sign_put(staged, expires_in)
+        state = {
+            "size": size,
+            "sha256": sha256,
+            "filename": filename,
+            "content_type": content_type,
+            "expires_at": expires_at,
+        }
+        key = self._layout.direct_state_key(device_id, staging_id)
+        # A fresh random id: "create" only guards against ever overwriting another upload's state.
+        body = json.dumps(state, ensure_ascii=False).encode()
+        await self._call(obstore.put_async(self._store, key, body, mode="create"))
+        # obstore's signer signs the method, the key and the expiry only: neither Content-Length
+        # nor a checksum header can be part of the signature, so completion checks both.
+        return DirectUploadTicket(url, "PUT", {"Content-Length": str(size)}, expires_at)
+
+    def _require_presigning(self) -> None:
+        if not self._presigns:
+            raise NotSupportedByStorage(
+                "direct uploads need S3 storage (MINDPROJECT_STORAGE=s3://…): the in-memory "
+                "store cannot presign URLs"
+            )
+
+    async def _sign_put(self, key: str, expires_in: timedelta) -> str:
+        with _store_errors():
+            return await obstore.sign_async(self._store, "PUT", key, expires_in)
+
+    async def complete_direct_upload(
+        self, device_id: str, staging_id: str, version: str, *, now: float
+    ) -> UploadInfo:
+        self._require_presigning()
+        declared = await self._direct_state(device_id, staging_id, now)
+        claim = direct_idempotency_key(staging_id)
+        earlier = await self.find_by_key(device_id, claim)
+        if earlier is not None:  # completed before: the same version again
+            return earlier
+        staged = self._layout.direct_staging_key(device_id, staging_id)
+        blob = self._layout.blob_key(device_id, version)
+        try:
+            await self._call(obstore.copy_async(self._store, staged, blob))
+        except FileNotFoundError:
+            # Nothing staged, or a concurrent completion has just taken it: then it made a version.
+            earlier = await self.find_by_key(device_id, claim)
+            if earlier is not None:
+                return earlier
+            raise DirectUploadNotReceived(
+                "nothing was uploaded to this direct upload's URL; PUT the bytes, then complete"
+            ) from None
+        info = UploadInfo(
+            device_id,
+            version,
+            int(declared["size"]),
+            str(declared["sha256"]),
+            declared.get("filename"),
+            declared.get("content_type"),
+        )
+        try:
+            await self._verify(blob, info)
+            earlier = await self._claim_key(device_id, claim, version)
+            if earlier is not None:  # a concurrent completion won: keep its version only
+                await self._forget(blob)
+                return earlier
+            await self._mark_device(device_id)
+            key = self._layout.upload_key(info, BLOB, claim)
+            await self._call(obstore.put_async(self._store, key, b""))
+        except (SizeMismatch, ChecksumMismatch):
+            # Bytes that are not the declared ones are dropped; the URL stays valid until expiry,
+            # so the device may PUT again and complete again.
+            await self._forget(blob)
+            await self._forget(staged)
+            raise
+        except BaseException:
+            await self._forget(blob)
+            raise
+        await self._forget(staged)
+        return info
+
+    async def _direct_state(self, device_id: str, staging_id: str, now: float) -> dict[str, Any]:
+        key = self._layout.direct_state_key(device_id, staging_id)
+        try:
+            result = await self._call(obstore.get_async(self._store, key))
+            state: dict[str, Any] = json.loads(bytes(await self._call(result.bytes_async())))
+        except FileNotFoundError:
+            missing = "no such direct upload (never created, or expired)"
+            raise DirectUploadNotFound(missing) from None
+        if now >= float(state["expires_at"]):
+            raise DirectUploadNotFound("this direct upload has expired; create a new one")
+        return state
+
+    async def _verify(self, key: str, declared: UploadInfo) -> None:
+        """Size from a HEAD; sha256 by reading the object back, streamed (bounded memory).
+
+        S3 checksums would spare the read, but obstore can neither sign a checksum header into
+        the URL nor ask S3 for an object's checksum, and Ceph 16 keeps none.
+        """
+        meta = await self._call(obstore.head_async(self._store, key))
+        if meta["size"] != declared.size:
+            raise SizeMismatch(
+                f"{meta['size']} bytes were uploaded, {declared.size} were declared; nothing was "
+                "stored"
+            )
+        digest = hashlib.sha256()
+        with _store_errors():
+            result = await obstore.get_async(self._store, key)
+            async for chunk in result.stream(min_chunk_size=VERIFY_CHUNK_BYTES):
+                # hashlib releases the GIL: hashing gigabytes does not stall the event loop.
+                await asyncio.to_thread(digest.update, chunk)
+        if digest.hexdigest() != declared.sha256:
+            raise ChecksumMismatch(
+                "the uploaded bytes do not match the declared sha256; nothing was stored"
+            )
+
+    async def remove_expired_direct_uploads(self, now: float) -> int:
+        removed: set[str] = set()
+        doomed: list[str] = []
+        with _store_errors():
+            async for batch in obstore.list(self._store, prefix=self._layout.direct_dir):
+                for meta in batch:
+                    try:
+                        _, staging_id = self._layout.parse_direct_key(meta["path"])
+                        expires_at = direct_upload_expiry(staging_id)
+                    except ValueError:
+                        continue  # not ours: leave it alone
+                    if expires_at <= now:
+                        doomed.append(meta["path"])
+                        removed.add(meta["path"].removesuffix(".json"))
+        for start in range(0, len(doomed), 1000):
+            await self._call(obstore.delete_async(self._store, doomed[start : start + 1000]))
+        return len(removed)
+
+
+def direct_idempotency_key(staging_id: str) -> str:
+    """The idempotency key a completed direct upload's version carries: one version per upload."""
+    return f"direct-upload:{staging_id}"
