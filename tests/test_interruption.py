@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import s3_client
-from tests.helpers import RunningServer, run_server
+from tests.helpers import RunningServer, run_server, s3_client
 
 MiB = 1024**2
 

@@ -12,8 +12,7 @@ import pytest
 
 from mindproject.errors import TooManyRequests
 from mindproject.limits import RateLimiter, UploadSlots
-from tests.api.test_errors import assert_error
-from tests.helpers import RunningServer, make_token, run_server
+from tests.helpers import RunningServer, assert_error, make_token, run_server
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:

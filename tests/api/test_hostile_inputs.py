@@ -31,8 +31,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.api.test_errors import assert_error
-from tests.helpers import TEST_SECRET_KEY, RunningServer, make_token, run_server
+from tests.helpers import TEST_SECRET_KEY, RunningServer, assert_error, make_token, run_server
 
 PARSER = "<httptools>"  # answered by the HTTP parser, not the application (see the docstring)
 VICTIM = "victim"

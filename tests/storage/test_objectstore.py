@@ -8,7 +8,7 @@ import pytest
 from mindproject.errors import StorageUnavailable
 from mindproject.identifiers import new_version_id
 from mindproject.storage import open_storage
-from tests.conftest import s3_client
+from tests.helpers import s3_client
 from tests.storage.test_contract import measured
 
 pytestmark = pytest.mark.anyio
