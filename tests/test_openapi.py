@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from mindproject.api import devices, health, metrics, revocations, uploads
 from mindproject.openapi import openapi_document
-from tests.helpers import RunningServer
+from tests.helpers import AppServer
 
 
 def test_every_api_route_is_described() -> None:
@@ -27,7 +27,7 @@ def test_every_api_route_is_described() -> None:
                 assert method.lower() in paths[route.path], (method, route.path)
 
 
-def test_docs_page_and_assets_are_served_locally(server: RunningServer) -> None:
+def test_docs_page_and_assets_are_served_locally(server: AppServer) -> None:
     with server.client() as client:
         page = client.get("/api/")
         assert page.status_code == 200
