@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
+    CURRENT_TEST,
     REPO,
     AppServer,
     RunningServer,
@@ -33,6 +34,24 @@ def _clean_mindproject_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MINDPROJECT_") and not name.startswith("MINDPROJECT_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    CURRENT_TEST.append(item)  # read by run_server and run_cli (tests/helpers.py)
+    try:
+        return (yield)
+    finally:
+        CURRENT_TEST.pop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    CURRENT_TEST.append(item)
+    try:
+        return (yield)
+    finally:
+        CURRENT_TEST.pop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

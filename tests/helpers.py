@@ -30,6 +30,17 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 
 
+# The test being run (set by tests/conftest.py): starting a server process or the CLI from a
+# test not marked `server` fails, so that `-m "not server"` (make test-fast) stays in-process.
+CURRENT_TEST: list[pytest.Item] = []
+
+
+def require_server_marker(what: str) -> None:
+    item = CURRENT_TEST[-1] if CURRENT_TEST else None
+    if item is not None and item.get_closest_marker("server") is None:
+        pytest.fail(f"{item.nodeid} starts {what} but is not marked `server`")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,6 +113,7 @@ def run_server(
 ) -> Iterator[RunningServer]:
     """Start `mindproject serve` as a real process on a free loopback port, with token auth on
     (the test signing key) unless `env` says otherwise."""
+    require_server_marker("a server process")
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     # Only what the test says: no MINDPROJECT_* from the caller's shell, and no 2 s shutdown
@@ -204,6 +216,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`mindproject <args>` as a user runs it; `clean_env` drops every MINDPROJECT_* variable
     of this process first, `env` adds to (or replaces) the environment."""
+    require_server_marker("the CLI")
     base = dict(os.environ)
     if clean_env:
         base = {k: v for k, v in base.items() if not k.startswith("MINDPROJECT_")}

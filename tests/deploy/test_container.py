@@ -23,7 +23,7 @@ import pytest
 from tests.deploy.tools import CACHE, explain, require, run
 from tests.helpers import REPO, free_port
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.deploy, pytest.mark.container]
 
 BASE_TAG = "docker.io/library/python:3.11-slim-bookworm"
 IMAGE = "localhost/mindproject:smoke"
