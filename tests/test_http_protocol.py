@@ -23,6 +23,7 @@ from tests.helpers import RunningServer, make_token, rss_bytes, run_server
 
 T = TypeVar("T")
 MiB = 1024 * 1024
+pytestmark = pytest.mark.server
 BODY_TIMEOUT = 1.0
 
 

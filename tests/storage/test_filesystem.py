@@ -17,7 +17,8 @@ import pytest
 from mindproject.errors import InsufficientStorage
 from mindproject.identifiers import new_version_id
 from mindproject.storage.filesystem import INLINE_MAX, FileStorage
-from tests.storage.test_contract import measured, read_all
+from tests.helpers import measured
+from tests.storage.test_contract import read_all
 
 pytestmark = pytest.mark.anyio
 
