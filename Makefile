@@ -1,5 +1,7 @@
 # Two commands matter: `make run` (serve on 127.0.0.1:5000, files under ./data) and
 # `make test` (install everything the tests need, then ruff, mypy and pytest).
+# `make test-fast` is the edit loop: the in-process tests only (no server process, no S3, no
+# cluster, no deployment tools), in well under a minute.
 # Topic fragments in mk/*.mk add targets and append to APT_PACKAGES / TEST_PREREQS.
 
 PYTHON ?= python3
@@ -13,7 +15,7 @@ APT_PACKAGES := radosgw ceph-mon ceph-osd curl
 # Extra targets `make test` runs before pytest (fragments append to this).
 TEST_PREREQS :=
 
-.PHONY: run test lint typecheck pytest install install-test system-packages clean
+.PHONY: run test test-fast lint typecheck pytest install install-test system-packages clean
 
 run: $(RUN_STAMP)
 	$(BIN)/mindproject serve
@@ -49,6 +51,12 @@ pytest: $(TEST_STAMP) system-packages $(TEST_PREREQS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Markers (pyproject.toml): s3, server, cluster, slow, deploy, container.
+FAST_MARKERS := not s3 and not server and not cluster and not slow and not deploy and not container
+
+test-fast: $(TEST_STAMP)
+	$(BIN)/pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build

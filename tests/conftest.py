@@ -1,4 +1,6 @@
-"""Shared fixtures: the local S3 server (Ceph RADOS Gateway), storage backends, a live server."""
+"""Shared fixtures: a clean environment, the local S3 server (Ceph RADOS Gateway), storage
+backends, the app in-process (`server`) and a real server process shared per module
+(`live_server`)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,56 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, RunningServer, free_port, run_server
+from tests.helpers import (
+    CURRENT_TEST,
+    REPO,
+    AppServer,
+    RunningServer,
+    app_server,
+    free_port,
+    run_server,
+    s3_client,
+)
 
 S3_SCRIPT = REPO / "scripts" / "s3-server.sh"
+
+
+@pytest.fixture(autouse=True)
+def _clean_mindproject_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MINDPROJECT_* setting from the developer's shell reaches a test (MINDPROJECT_TEST_*
+    variables configure the test harness itself, e.g. an external S3 endpoint, and stay)."""
+    for name in list(os.environ):
+        if name.startswith("MINDPROJECT_") and not name.startswith("MINDPROJECT_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    CURRENT_TEST.append(item)  # read by run_server and run_cli (tests/helpers.py)
+    try:
+        return (yield)
+    finally:
+        CURRENT_TEST.pop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    CURRENT_TEST.append(item)
+    try:
+        return (yield)
+    finally:
+        CURRENT_TEST.pop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m "not s3"` must mean no S3 server: a test that asks for one must say so."""
+    for item in items:
+        wants_s3 = {"s3_env", "s3_bucket"} & set(getattr(item, "fixturenames", ()))
+        if wants_s3 and item.get_closest_marker("s3") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(wants_s3)} but is not marked s3")
 
 
 def _s3_unavailable_reason() -> str | None:
@@ -61,8 +106,12 @@ def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 
 
 @pytest.fixture
-def s3_bucket(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+def s3_bucket(
+    s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
     """A fresh, empty bucket; the AWS variables point at the local S3 server."""
+    if request.node.get_closest_marker("s3") is None:  # e.g. through getfixturevalue
+        pytest.fail(f"{request.node.nodeid} uses the S3 server but is not marked s3")
     for key, value in s3_env.items():
         monkeypatch.setenv(key, value)
     name = f"test-{uuid.uuid4().hex[:12]}"
@@ -70,22 +119,7 @@ def s3_bucket(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-def s3_client(env: dict[str, str]) -> Any:
-    """boto3, used only to inspect the S3 server from outside the service."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env.get("AWS_REGION", "us-east-1"),
-        config=Config(s3={"addressing_style": "path"}),
-    )
-
-
-@pytest.fixture(params=["memory", "file", "s3"])
+@pytest.fixture(params=["memory", "file", pytest.param("s3", marks=pytest.mark.s3)])
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A storage URL for each backend: the same tests run against all three."""
     if request.param == "memory":
@@ -97,8 +131,18 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    """A real `mindproject serve` process on the file backend."""
+def server(tmp_path: Path) -> Iterator[AppServer]:
+    """The app in this process on the file backend, token auth on: for route and behaviour
+    tests, which need no socket."""
+    with app_server(f"file://{tmp_path / 'data'}") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real `mindproject serve` process on the file backend, shared by a module's tests that
+    need a socket (raw bytes on the wire, curl, the SDK): each test uses its own device ids."""
+    tmp_path = tmp_path_factory.mktemp("live")
     with run_server(tmp_path, f"file://{tmp_path / 'data'}") as running:
         yield running
 

@@ -1,4 +1,5 @@
-"""The Python SDK (also the CLI's HTTP layer) against a real server."""
+"""The Python SDK (also the CLI's HTTP layer) against a real server: it speaks urllib, so it
+needs a socket."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from mindproject.client import ApiError, Client
 from tests.helpers import RunningServer, make_token
 
 
-def test_upload_list_download_and_errors(server: RunningServer, tmp_path: Path) -> None:
+@pytest.mark.server
+def test_upload_list_download_and_errors(live_server: RunningServer, tmp_path: Path) -> None:
+    server = live_server
     admin = Client(server.url, make_token("admin"))
     telemetry = tmp_path / "reading.bin"
     telemetry.write_bytes(os.urandom(70_000))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
 from mindproject.config import Settings, load_settings
 from mindproject.errors import ConfigurationError
-from tests.helpers import REPO
+from tests.helpers import REPO, run_cli
 
 
 def test_defaults_match_the_seed() -> None:
@@ -49,14 +47,9 @@ def test_bad_settings_are_refused_by_name(
         load_settings()
 
 
+@pytest.mark.server
 def test_serve_stops_with_a_message_naming_the_setting() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mindproject.cli", "serve", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("serve", "--port", "0")
     assert result.returncode == 2
     assert "MINDPROJECT_PORT" in result.stderr
 
@@ -70,13 +63,8 @@ def test_every_setting_is_documented_in_the_readme() -> None:
             assert f"`--{name.replace('_', '-')}`" in readme, f"flag for {variable} not documented"
 
 
+@pytest.mark.server
 def test_every_setting_has_a_serve_flag() -> None:
-    usage = subprocess.run(
-        [sys.executable, "-m", "mindproject.cli", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    usage = run_cli("serve", "--help", check=True).stdout
     for name in set(Settings.model_fields) - {"secret_key", "previous_secret_keys"}:
         assert f"--{name.replace('_', '-')}" in usage

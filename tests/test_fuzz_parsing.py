@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -33,7 +32,7 @@ from mindproject.errors import (
 from mindproject.identifiers import check_device_id, check_version_id, decode_cursor
 from mindproject.multipart import MultipartFile
 from mindproject.streams import ExpectedDigests
-from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import TEST_SECRET_KEY, split_at
 
 FUZZ = settings(
     max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -42,20 +41,11 @@ FUZZ = settings(
 # --- multipart ---------------------------------------------------------------------------------
 
 
-async def _chunks(body: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
-    last = 0
-    for cut in sorted(set(cuts)):
-        if 0 < cut < len(body):
-            yield body[last:cut]
-            last = cut
-    yield body[last:]
-
-
 def parse(body: bytes, boundary: bytes, cuts: list[int]) -> tuple[str, bytes | type]:
     """("ok", file bytes) or ("error", the MindProjectError class). Anything else propagates."""
 
     async def run() -> bytes:
-        reader = MultipartFile(_chunks(body, cuts), boundary)
+        reader = MultipartFile(split_at(body, cuts), boundary)
         await reader.start()
         return b"".join([chunk async for chunk in reader])
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from tests.helpers import RunningServer, make_token, rss_bytes, run_server
 
+T = TypeVar("T")
 MiB = 1024 * 1024
+pytestmark = pytest.mark.server
 BODY_TIMEOUT = 1.0
 
 
@@ -72,6 +76,18 @@ def stored_devices(server: RunningServer) -> list[object]:
         return listed
 
 
+def during(server: RunningServer, attack: Callable[[], T]) -> T:
+    """Run `attack` in a thread while asking /healthz on other connections: every ask must be
+    answered (the event loop must not stall). The attack's own loop bounds the time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(attack)
+        while not running.done():
+            assert healthy(server), "the server stopped answering during the attack"
+            time.sleep(0.05)
+        assert healthy(server)
+        return running.result()
+
+
 def send_until_refused(
     sock: socket.socket, piece: bytes, max_bytes: int, pause: float = 0.0
 ) -> int:
@@ -104,10 +120,12 @@ def test_trailers_are_bounded_and_the_connection_closed(
         )
         # The 405 goes out at once; what follows is discarded unparsed until the connection
         # closes, within the linger time. 512 pieces 5 ms apart: before the fix the server took
-        # all 32 MiB, parsing them into one growing trailer (and grew by more than that).
-        taken = send_until_refused(sock, trailer_piece, 32 * MiB, pause=0.005)
+        # all 32 MiB, parsing them into one growing trailer (and grew by more than that), and
+        # stopped answering /healthz meanwhile.
+        taken = during(
+            server, lambda: send_until_refused(sock, trailer_piece, 32 * MiB, pause=0.005)
+        )
         assert taken < 32 * MiB
-    assert healthy(server)
     assert rss_bytes(server.pid) - before < 16 * MiB
 
 
@@ -120,7 +138,9 @@ def test_trailers_of_an_upload_are_bounded_and_nothing_is_stored(server: Running
             b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n0\r\n"
         )
-        taken = send_until_refused(sock, b"x-trailer: " + b"v" * 65536, 64 * MiB)
+        taken = during(
+            server, lambda: send_until_refused(sock, b"x-trailer: " + b"v" * 65536, 64 * MiB)
+        )
         assert taken < 16 * MiB
         raw = read_until_closed(sock)
     status, _, body = parse_error(raw)
@@ -193,7 +213,7 @@ def test_an_early_answer_closes_the_connection_however_bytes_trickle(
         if status == 408:
             sock.sendall(b"partial")
             time.sleep(BODY_TIMEOUT * 1.5)
-        answered, steps = trickle_until_closed(sock, steps=200, pause=0.25)
+        answered, steps = during(server, lambda: trickle_until_closed(sock, steps=200, pause=0.25))
     assert answered.startswith(f"HTTP/1.1 {status}".encode()), answered[:200]
     assert steps < 200, "the server kept the connection open"
     assert healthy(server)

@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import s3_client
-from tests.helpers import RunningServer, run_server
+from tests.helpers import RunningServer, run_server, s3_client, wait_for
+
+pytestmark = pytest.mark.server
 
 MiB = 1024**2
 
 
-def send_half_and_vanish(server: RunningServer, device: str, total: int, multipart: bool) -> None:
+def send_half_and_vanish(
+    server: RunningServer,
+    device: str,
+    total: int,
+    multipart: bool,
+    storing: Callable[[], object],
+) -> None:
+    """Send half of an upload (authorized, so the server stores it), wait until `storing()`
+    shows the server storing it, then reset the connection."""
     host, port = server.url.removeprefix("http://").split(":")
     if multipart:
         head = b'--B\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
@@ -26,8 +34,11 @@ def send_half_and_vanish(server: RunningServer, device: str, total: int, multipa
         head, content_type = b"", b"application/octet-stream"
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
-            b"PUT /api/devices/" + device.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: "
+            b"PUT /api/devices/"
+            + device.encode()
+            + b" HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: {server.auth_headers['Authorization']}\r\n".encode()
+            + b"Content-Type: "
             + content_type
             + b"\r\nContent-Length: "
             + str(total).encode()
@@ -39,25 +50,18 @@ def send_half_and_vanish(server: RunningServer, device: str, total: int, multipa
         while sent < total // 2:
             sock.sendall(block)
             sent += len(block)
-        time.sleep(0.3)  # let the server start storing what it has
+        wait_for(storing, "the server to start storing the upload")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-
-
-def eventually(check: Callable[[], object], what: str, seconds: float = 20) -> None:
-    """Poll until the server has noticed the disconnect and cleaned up (bounded, not timed)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"still left behind after {seconds} s: {what}")
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("multipart", [True, False], ids=["multipart", "raw"])
 def test_disconnect_on_file_backend_leaves_nothing(tmp_path: Path, multipart: bool) -> None:
     data = tmp_path / "data"
     with run_server(tmp_path, f"file://{data}") as server:
-        send_half_and_vanish(server, "flaky", 40 * MiB, multipart)
-        eventually(lambda: not list((data / "tmp").iterdir()), "temp files")
+        send_half_and_vanish(
+            server, "flaky", 40 * MiB, multipart, lambda: list((data / "tmp").iterdir())
+        )
+        wait_for(lambda: not list((data / "tmp").iterdir()), "temp files to be removed")
         assert not (data / "blobs" / "flaky").exists() or not list(
             (data / "blobs" / "flaky").iterdir()
         )
@@ -68,20 +72,23 @@ def test_disconnect_on_file_backend_leaves_nothing(tmp_path: Path, multipart: bo
             assert client.put("/api/devices/flaky", files={"file": ("f", b"ok")}).status_code == 200
 
 
+@pytest.mark.s3
 @pytest.mark.parametrize("multipart", [True, False], ids=["multipart", "raw"])
 def test_disconnect_on_s3_leaves_no_multipart_upload(
     tmp_path: Path, s3_env: dict[str, str], s3_bucket: str, multipart: bool
 ) -> None:
     s3 = s3_client(s3_env)
     with run_server(tmp_path, f"s3://{s3_bucket}/t", env=s3_env) as server:
-        send_half_and_vanish(server, "flaky", 40 * MiB, multipart)  # > one 8 MiB part
-        eventually(
-            lambda: not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"),
-            "unfinished multipart uploads",
-        )
-        eventually(
+
+        def multipart_uploads() -> object:
+            return s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+        # 20 MiB sent: more than one 8 MiB part, so a multipart upload is under way.
+        send_half_and_vanish(server, "flaky", 40 * MiB, multipart, multipart_uploads)
+        wait_for(lambda: not multipart_uploads(), "unfinished multipart uploads to be aborted")
+        wait_for(
             lambda: not s3.list_objects_v2(Bucket=s3_bucket).get("Contents"),
-            "objects in the bucket",
+            "objects in the bucket to be removed",
         )
         with server.client() as client:
             assert client.get("/api/devices/flaky").status_code == 404

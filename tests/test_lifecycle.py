@@ -5,29 +5,37 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.helpers import run_server
+from mindproject.storage.filesystem import INLINE_MAX
+from tests.helpers import run_server, wait_for
+
+pytestmark = pytest.mark.server
 
 
 def test_sigterm_turns_readiness_red_then_drains_then_exits(tmp_path: Path) -> None:
     env = {"MINDPROJECT_SHUTDOWN_DRAIN_SECONDS": "3", "MINDPROJECT_SHUTDOWN_GRACE_SECONDS": "20"}
-    with run_server(tmp_path, f"file://{tmp_path}/data", env=env) as server:
+    data = tmp_path / "data"
+    # More than the file backend keeps in memory: a temp file shows the upload is in flight.
+    first_half = b"h" * (INLINE_MAX + 1)
+    with run_server(tmp_path, f"file://{data}", env=env) as server:
         host, port = server.url.removeprefix("http://").split(":")
         auth = server.auth_headers["Authorization"].encode()
         with socket.create_connection((host, int(port)), timeout=30) as slow:
             slow.sendall(
                 b"PUT /api/devices/slow HTTP/1.1\r\nHost: x\r\nAuthorization: " + auth + b"\r\n"
-                b"Content-Type: application/octet-stream\r\nContent-Length: 10\r\n\r\nhalf-"
+                b"Content-Type: application/octet-stream\r\n"
+                + f"Content-Length: {len(first_half) + 5}\r\n\r\n".encode()
+                + first_half
             )
-            time.sleep(0.3)  # the upload is in flight
+            wait_for(lambda: list((data / "tmp").iterdir()), "the upload to be in flight")
             server.process.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
             # Still accepting during the drain window, but not ready.
             with httpx.Client(base_url=server.url, timeout=5) as client:
+                wait_for(lambda: client.get("/readyz").status_code != 200, "readiness to turn red")
                 ready = client.get("/readyz")
                 assert ready.status_code == 503
                 assert ready.json()["error"]["code"] == "storage_unavailable"
@@ -43,4 +51,4 @@ def test_sigterm_turns_readiness_red_then_drains_then_exits(tmp_path: Path) -> N
     # The acknowledged upload is there after the restart.
     with run_server(tmp_path, f"file://{tmp_path}/data") as again, again.client() as client:
         stored = client.get("/api/devices/slow", params={"encoding": "raw"})
-        assert stored.content == b"half-done!"
+        assert stored.content == first_half + b"done!"

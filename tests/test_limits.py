@@ -4,7 +4,6 @@ slow bodies (408)."""
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +11,15 @@ import pytest
 
 from mindproject.errors import TooManyRequests
 from mindproject.limits import RateLimiter, UploadSlots
-from tests.api.test_errors import assert_error
-from tests.helpers import RunningServer, make_token, run_server
+from mindproject.storage.filesystem import INLINE_MAX
+from tests.helpers import (
+    RunningServer,
+    app_server,
+    assert_error,
+    make_token,
+    run_server,
+    wait_for,
+)
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:
@@ -43,11 +49,26 @@ def test_upload_slots_cap_and_release() -> None:
         pass
 
 
-@pytest.fixture
-def strict_server(tmp_path: Path) -> Iterator[RunningServer]:
+def test_device_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
+    with (
+        app_server(f"file://{tmp_path}/data", rate_limit_per_minute=6, rate_limit_burst=3) as app,
+        app.client(make_token("device", "chatty")) as device,
+    ):
+        statuses = [device.get("/api/devices/chatty").status_code for _ in range(4)]
+        assert statuses[:3] == [404, 404, 404]
+        refused = device.get("/api/devices/chatty")
+        assert_error(refused, 429, "too_many_requests")
+        assert int(refused.headers["retry-after"]) >= 1
+        with app.client(make_token("device", "quiet")) as other:
+            assert other.get("/api/devices/quiet").status_code == 404
+
+
+# What follows depends on the wire (bytes trickling in, header bytes): a real server process,
+# shared by the module; each test has its own device.
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp_path = tmp_path_factory.mktemp("limits")
     env = {
-        "MINDPROJECT_RATE_LIMIT_PER_MINUTE": "6",
-        "MINDPROJECT_RATE_LIMIT_BURST": "3",
         "MINDPROJECT_MAX_CONCURRENT_UPLOADS_PER_DEVICE": "1",
         "MINDPROJECT_BODY_TIMEOUT_SECONDS": "1",
     }
@@ -55,15 +76,8 @@ def strict_server(tmp_path: Path) -> Iterator[RunningServer]:
         yield server
 
 
-def test_device_over_its_rate_gets_429_with_retry_after(strict_server: RunningServer) -> None:
-    with strict_server.client(make_token("device", "chatty")) as device:
-        statuses = [device.get("/api/devices/chatty").status_code for _ in range(4)]
-        assert statuses[:3] == [404, 404, 404]
-        refused = device.get("/api/devices/chatty")
-        assert_error(refused, 429, "too_many_requests")
-        assert int(refused.headers["retry-after"]) >= 1
-    with strict_server.client(make_token("device", "quiet")) as other:
-        assert other.get("/api/devices/quiet").status_code == 404
+def temp_files(server: RunningServer) -> list[Path]:
+    return list((Path(server.log_path).parent / "data" / "tmp").iterdir())
 
 
 def raw_connection(server: RunningServer) -> socket.socket:
@@ -81,23 +95,31 @@ def read_reply(sock: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.server
 def test_second_upload_in_flight_for_a_device_gets_429(strict_server: RunningServer) -> None:
     token = make_token("device", "busy")
+    # More than the file backend keeps in memory, so a temp file shows the upload in flight.
+    first_part = b"a" * (INLINE_MAX + 1)
     with raw_connection(strict_server) as slow:
         slow.sendall(
             b"PUT /api/devices/busy HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/octet-stream\r\nAuthorization: Bearer "
             + token.encode()
-            + b"\r\nContent-Length: 10\r\n\r\nabc"
+            + f"\r\nContent-Length: {len(first_part) + 7}\r\n\r\n".encode()
+            + first_part
         )
-        time.sleep(0.3)  # the first upload is now in flight, waiting for 7 more bytes
+        wait_for(lambda: temp_files(strict_server), "the first upload to be in flight")
         with strict_server.client(token) as device:
             second = device.put("/api/devices/busy", files={"file": ("f", b"x")})
             assert_error(second, 429, "too_many_requests")
         slow.sendall(b"defghij")
         assert read_reply(slow).startswith(b"HTTP/1.1 200")
+    with strict_server.client() as admin:
+        stored = admin.get("/api/devices/busy", params={"encoding": "raw"}).content
+        assert stored == first_part + b"defghij"
 
 
+@pytest.mark.server
 def test_trickling_client_is_cut_off_with_408_and_nothing_stored(
     strict_server: RunningServer,
 ) -> None:
@@ -113,11 +135,12 @@ def test_trickling_client_is_cut_off_with_408_and_nothing_stored(
     assert b'"code":"request_timeout"' in reply
     with strict_server.client() as admin:
         assert admin.get("/api/devices/slow").status_code == 404
-    assert list((Path(strict_server.log_path).parent / "data" / "tmp").iterdir()) == []
+    assert temp_files(strict_server) == []
 
 
-def test_oversized_headers_get_431(server: RunningServer) -> None:
-    with server.client() as client:
+@pytest.mark.server
+def test_oversized_headers_get_431(strict_server: RunningServer) -> None:
+    with strict_server.client() as client:
         response = client.get(
             "/api/devices/", headers={f"X-Pad-{i}": "v" * 1000 for i in range(20)}
         )

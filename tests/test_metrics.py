@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
+import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import REPO, RunningServer, make_token, run_server
+from tests.helpers import REPO, AppServer, make_token, run_server, wait_for
 
 
 def samples(client: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -36,7 +37,7 @@ def exercise(client: httpx.Client) -> None:
     assert client.get("/api/devices/nope").status_code == 404
 
 
-def test_counts_requests_uploads_bytes_and_storage(server: RunningServer) -> None:
+def test_counts_requests_uploads_bytes_and_storage(server: AppServer) -> None:
     with server.client() as client:
         before = samples(client)
         exercise(client)
@@ -57,25 +58,55 @@ def test_counts_requests_uploads_bytes_and_storage(server: RunningServer) -> Non
     assert delta("mindproject_http_request_duration_seconds_count", route=route, method="GET") == 2
 
 
+LIST_ROUTE = {"route": "/api/devices/", "method": "GET", "status": "200"}
+
+
+def served_per_worker(metrics_dir: Path) -> dict[int, float]:
+    """pid -> device-list requests that worker counted, read from its own metrics file."""
+    served = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.removeprefix("counter_"))
+        for family in MultiProcessCollector.merge([str(path)]):
+            for sample in family.samples:
+                if sample.name == "mindproject_http_requests_total" and sample.labels == LIST_ROUTE:
+                    served[pid] = sample.value
+    return served
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+@pytest.mark.server
 def test_metrics_add_up_over_worker_processes(tmp_path: Path) -> None:
-    with run_server(tmp_path, f"file://{tmp_path}/d", args=("--workers", "2")) as server:
+    # `serve` makes the workers' metrics folder with mkdtemp: under TMPDIR, so the test can see
+    # each worker's own file (named by its pid) next to the sum /metrics reports.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    with run_server(tmp_path, f"file://{tmp_path}/d", args=("--workers", "2"), env=env) as server:
+        (metrics_dir,) = temp.glob("mindproject-metrics-*")
+        sent = 0
+        # New connections until both workers have served some (the kernel picks the worker for
+        # each connection; bounded, and a few dozen are plenty).
+        while sent < 20 or len(served_per_worker(metrics_dir)) < 2:
+            assert sent < 2000, f"one worker served everything: {served_per_worker(metrics_dir)}"
+            with httpx.Client(base_url=server.url, headers=server.auth_headers) as fresh:
+                assert fresh.get("/api/devices/").status_code == 200
+            sent += 1
         with server.client() as client:
-            for _ in range(20):  # new connections, so both workers get some
-                with httpx.Client(base_url=server.url, headers=server.auth_headers) as fresh:
-                    assert fresh.get("/api/devices/").status_code == 200
-            # A request is counted just after its response is sent: poll briefly (bounded).
-            for _ in range(50):
-                total = value(
-                    samples(client),
-                    "mindproject_http_requests_total",
-                    route="/api/devices/",
-                    method="GET",
-                    status="200",
-                )
-                if total >= 20:
-                    break
-                time.sleep(0.05)
-        assert total == 20
+            # A request is counted just after its response is sent: poll (bounded).
+            def total() -> float:
+                return value(samples(client), "mindproject_http_requests_total", **LIST_ROUTE)
+
+            wait_for(lambda: total() >= sent, f"/metrics to count {sent} requests")
+            assert total() == sent
+        per_worker = served_per_worker(metrics_dir)
+        assert len(per_worker) == 2 and all(count > 0 for count in per_worker.values())
+        assert sum(per_worker.values()) == sent
+        # Two different processes, both workers of this server.
+        assert {parent_pid(pid) for pid in per_worker} == {server.pid}
 
 
 def test_every_metric_is_documented() -> None:
@@ -88,7 +119,7 @@ def test_every_metric_is_documented() -> None:
         assert name.endswith(("_total", "_seconds", "_bytes")), name
 
 
-def test_device_tokens_do_not_change_metrics_labels(server: RunningServer) -> None:
+def test_device_tokens_do_not_change_metrics_labels(server: AppServer) -> None:
     # Labels are route templates, never device ids: cardinality stays bounded.
     with server.client(make_token("device", "secret-device-name")) as device:
         device.get("/api/devices/secret-device-name")

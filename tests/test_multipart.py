@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mindproject.errors import BadRequest, MalformedBody, MissingFileField
 from mindproject.multipart import MAX_PARTS, MultipartFile, boundary_of, clean_filename
+from tests.helpers import split_at
 
 
 def form(parts: list[tuple[str, bytes, str | None]], boundary: str = "BOUNDARY") -> bytes:
@@ -25,18 +26,9 @@ def form(parts: list[tuple[str, bytes, str | None]], boundary: str = "BOUNDARY")
     return body + f"--{boundary}--\r\n".encode()
 
 
-async def split(body: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
-    last = 0
-    for cut in sorted(set(cuts)):
-        if 0 < cut < len(body):
-            yield body[last:cut]
-            last = cut
-    yield body[last:]
-
-
 def read(body: bytes, cuts: list[int] | None = None) -> tuple[bytes, MultipartFile]:
     async def run() -> tuple[bytes, MultipartFile]:
-        reader = MultipartFile(split(body, cuts or []), b"BOUNDARY")
+        reader = MultipartFile(split_at(body, cuts or []), b"BOUNDARY")
         await reader.start()
         return b"".join([c async for c in reader]), reader
 

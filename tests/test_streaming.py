@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import peak_rss_bytes, rss_bytes, run_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 GiB = 1024**3
 MiB = 1024**2
@@ -42,7 +42,7 @@ def multipart_body(boundary: str) -> Iterator[bytes]:
     yield f"\r\n--{boundary}--\r\n".encode()
 
 
-@pytest.mark.parametrize("backend", ["file", "s3"])
+@pytest.mark.parametrize("backend", ["file", pytest.param("s3", marks=pytest.mark.s3)])
 def test_one_gib_up_and_down_in_bounded_memory(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -12,11 +12,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.test_errors import assert_error
-from tests.helpers import TEST_SECRET_KEY, RunningServer, free_port, make_token, run_server
+from tests.helpers import (
+    TEST_SECRET_KEY,
+    AppServer,
+    app_server,
+    assert_error,
+    free_port,
+    make_token,
+    run_cli,
+    run_server,
+    wait_for,
+)
 
 
-def test_roles_over_http(server: RunningServer) -> None:
+def test_roles_over_http(server: AppServer) -> None:
     sensor = make_token("device", "sensor-1")
     operator = make_token("operator")
     with server.client(sensor) as device, server.client(operator) as ops, server.client() as admin:
@@ -41,10 +50,11 @@ def test_roles_over_http(server: RunningServer) -> None:
         assert_error(ops.put("/api/revocations/sensor-1"), 403, "forbidden")
 
         assert admin.delete("/api/devices/sensor-1").status_code == 200
-    assert not (Path(server.log_path).parent / "data" / "blobs" / "sensor-1").exists()
+    assert server.data is not None
+    assert not (server.data / "blobs" / "sensor-1").exists()
 
 
-def test_missing_and_bad_tokens_are_401_with_a_challenge(server: RunningServer) -> None:
+def test_missing_and_bad_tokens_are_401_with_a_challenge(server: AppServer) -> None:
     with server.client(None) as anonymous:
         missing = anonymous.get("/api/devices/")
         assert_error(missing, 401, "unauthorized")
@@ -65,6 +75,7 @@ def test_missing_and_bad_tokens_are_401_with_a_challenge(server: RunningServer) 
         assert anonymous.get("/api/").status_code == 200
 
 
+@pytest.mark.server
 def test_revocation_reaches_every_replica_within_seconds(tmp_path: Path) -> None:
     storage = f"file://{tmp_path / 'data'}"
     env = {"MINDPROJECT_REVOCATION_REFRESH_SECONDS": "1"}
@@ -79,23 +90,20 @@ def test_revocation_reaches_every_replica_within_seconds(tmp_path: Path) -> None
                 == 200
             )
         # Revoke through the CLI, which speaks HTTP to the first replica.
-        revoke = subprocess.run(
-            [sys.executable, "-m", "mindproject.cli", "revoke", "sensor-9", "--url", first.url],
-            env={**os.environ, "MINDPROJECT_TOKEN": make_token("admin")},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        revoke = run_cli(
+            "revoke", "sensor-9", "--url", first.url, env={"MINDPROJECT_TOKEN": make_token("admin")}
         )
         assert revoke.returncode == 0, revoke.stderr
         with first.client(sensor) as on_first:
             assert_error(on_first.get("/api/devices/sensor-9"), 401, "unauthorized")
-        deadline = time.monotonic() + 15  # the refresh is 1 s: poll, bounded
-        with second.client(sensor) as on_second:
-            while on_second.get("/api/devices/sensor-9").status_code != 401:
-                assert time.monotonic() < deadline, "revocation never reached the second replica"
-                time.sleep(0.2)
-            time.sleep(1.1)  # a token issued after the revocation works again
+        with second.client(sensor) as on_second:  # the refresh is 1 s: poll, bounded
+            wait_for(
+                lambda: on_second.get("/api/devices/sensor-9").status_code == 401,
+                "the revocation to reach the second replica",
+                timeout=15,
+            )
+        # Tokens carry whole seconds: one issued in a later second than the revocation works.
+        time.sleep(1.1)
         with second.client(make_token("device", "sensor-9")) as renewed:
             assert renewed.get("/api/devices/sensor-9").status_code == 200
         with first.client() as admin:
@@ -106,6 +114,7 @@ def test_revocation_reaches_every_replica_within_seconds(tmp_path: Path) -> None
             assert old_token_again.get("/api/devices/sensor-9").status_code == 200
 
 
+@pytest.mark.server
 def test_open_mode_warns_and_works_without_tokens(tmp_path: Path) -> None:
     with run_server(tmp_path, f"file://{tmp_path}/d", env={"MINDPROJECT_AUTH": "off"}) as server:
         with httpx.Client(base_url=server.url) as client:
@@ -113,33 +122,18 @@ def test_open_mode_warns_and_works_without_tokens(tmp_path: Path) -> None:
         assert "AUTH IS OFF" in server.log()
 
 
+@pytest.mark.server
 def test_open_mode_refuses_a_public_address_at_start() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mindproject.cli",
-            "serve",
-            "--auth",
-            "off",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("serve", "--auth", "off", "--host", "0.0.0.0", "--port", str(free_port()))
     assert result.returncode == 2
     assert "MINDPROJECT_AUTH=off" in result.stderr
 
 
+@pytest.mark.server
 def test_first_run_makes_a_private_key_and_prints_a_working_admin_token(tmp_path: Path) -> None:
+    # No key anywhere (run_server would set one): this test is about the first run.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINDPROJECT_")}
-    env["MINDPROJECT_SECRET_KEY"] = ""  # run_server sets a key; this test needs none
-    del env["MINDPROJECT_SECRET_KEY"]
+    env["MINDPROJECT_SHUTDOWN_DRAIN_SECONDS"] = "0"  # this test is not about the drain
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -160,10 +154,12 @@ def test_first_run_makes_a_private_key_and_prints_a_working_admin_token(tmp_path
             cwd=tmp_path,
         )
     try:
-        deadline = time.monotonic() + 30
-        while "export TOKEN=" not in log.read_text() or b"ready to serve" not in log.read_bytes():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+
+        def started() -> bool:
+            assert process.poll() is None, log.read_text()
+            return "export TOKEN=" in log.read_text() and "ready to serve" in log.read_text()
+
+        wait_for(started, "the first-run banner and the server ready", timeout=30)
         key_file = tmp_path / "data" / "secret.key"
         assert key_file.stat().st_mode & 0o777 == 0o600
         token = re.search(r"export TOKEN=(\S+)", log.read_text())
@@ -173,22 +169,9 @@ def test_first_run_makes_a_private_key_and_prints_a_working_admin_token(tmp_path
         listed = httpx.get(f"http://127.0.0.1:{port}/api/devices/", headers=headers)
         assert listed.status_code == 200
         # `mindproject token create` signs with the same key file.
-        device_token = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mindproject.cli",
-                "token",
-                "create",
-                "--device",
-                "s1",
-                "--storage",
-                f"file://{tmp_path}/data",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        device_token = run_cli(
+            *("token", "create", "--device", "s1", "--storage", f"file://{tmp_path}/data"),
+            clean_env=True,
             check=True,
         ).stdout.strip()
         put = httpx.put(
@@ -202,25 +185,10 @@ def test_first_run_makes_a_private_key_and_prints_a_working_admin_token(tmp_path
         process.wait(timeout=30)
 
 
-def test_token_create_refuses_without_a_usable_key(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINDPROJECT_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mindproject.cli",
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--storage",
-            "s3://bucket/x",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+@pytest.mark.server
+def test_token_create_refuses_without_a_usable_key() -> None:
+    result = run_cli(
+        "token", "create", "--role", "admin", "--storage", "s3://bucket/x", clean_env=True
     )
     assert result.returncode == 2
     assert "MINDPROJECT_SECRET_KEY" in result.stderr
@@ -230,11 +198,10 @@ def test_token_create_refuses_without_a_usable_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize("origin", ["https://console.example.com"])
 def test_cors_is_off_by_default_and_follows_the_allowlist(tmp_path: Path, origin: str) -> None:
     storage = f"file://{tmp_path}/d"
-    with run_server(tmp_path, storage) as closed, closed.client() as client:
+    with app_server(storage) as closed, closed.client() as client:
         response = client.get("/api/devices/", headers={"Origin": origin})
         assert "access-control-allow-origin" not in response.headers
-    env = {"MINDPROJECT_CORS_ORIGINS": origin}
-    with run_server(tmp_path, storage, env=env) as opened, opened.client() as client:
+    with app_server(storage, cors_origins=origin) as opened, opened.client() as client:
         allowed = client.get("/api/devices/", headers={"Origin": origin})
         assert allowed.headers["access-control-allow-origin"] == origin
         other = client.get("/api/devices/", headers={"Origin": "https://evil.example"})
@@ -250,7 +217,7 @@ def test_cors_is_off_by_default_and_follows_the_allowlist(tmp_path: Path, origin
         assert preflight.status_code == 200
 
 
-def test_security_headers_on_every_response(server: RunningServer) -> None:
+def test_security_headers_on_every_response(server: AppServer) -> None:
     with server.client() as client:
         for response in (client.get("/healthz"), client.get("/api/devices/nope"), client.get("/x")):
             assert response.headers["x-content-type-options"] == "nosniff"

@@ -9,18 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RunningServer, free_port, run_server
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "request_id"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert body["error"]["request_id"] == response.headers["x-request-id"]
+from tests.helpers import AppServer, RunningServer, app_server, assert_error, free_port, run_server
 
 
 def nothing_stored(client: httpx.Client) -> None:
@@ -28,7 +17,7 @@ def nothing_stored(client: httpx.Client) -> None:
 
 
 @pytest.fixture
-def client(server: RunningServer) -> Iterator[httpx.Client]:
+def client(server: AppServer) -> Iterator[httpx.Client]:
     with server.client() as http:
         yield http
 
@@ -153,11 +142,13 @@ def raw_request(url: str, request: bytes) -> bytes:
         return b"".join(chunks)
 
 
-def test_no_length_and_no_chunking_is_411(server: RunningServer) -> None:
+@pytest.mark.server
+def test_no_length_and_no_chunking_is_411(live_server: RunningServer) -> None:
+    # On the wire: an HTTP client always frames its body, so the bytes are written by hand.
     reply = raw_request(
-        server.url,
+        live_server.url,
         b"PUT /api/devices/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
-        b"Authorization: " + server.auth_headers["Authorization"].encode() + b"\r\n"
+        b"Authorization: " + live_server.auth_headers["Authorization"].encode() + b"\r\n"
         b"Connection: close\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 411")
@@ -165,14 +156,12 @@ def test_no_length_and_no_chunking_is_411(server: RunningServer) -> None:
 
 
 @pytest.fixture
-def small_server(tmp_path: Path) -> Iterator[RunningServer]:
-    with run_server(
-        tmp_path, f"file://{tmp_path / 'data'}", args=("--max-upload-bytes", "1000")
-    ) as s:
+def small_server(tmp_path: Path) -> Iterator[AppServer]:
+    with app_server(f"file://{tmp_path / 'data'}", max_upload_bytes=1000) as s:
         yield s
 
 
-def test_too_large_is_413_declared_or_streamed(small_server: RunningServer) -> None:
+def test_too_large_is_413_declared_or_streamed(small_server: AppServer) -> None:
     with small_server.client() as client:
         declared = client.put(
             "/api/devices/d",
@@ -195,9 +184,11 @@ def test_too_large_is_413_declared_or_streamed(small_server: RunningServer) -> N
         assert_error(multipart, 413, "payload_too_large")
         assert client.put("/api/devices/d", files={"file": ("f", b"z" * 1000)}).status_code == 200
         assert client.get("/api/devices/d/uploads").json()["uploads"][0]["size"] == 1000
-    assert list((Path(small_server.log_path).parent / "data" / "tmp").iterdir()) == []
+    assert small_server.data is not None
+    assert list((small_server.data / "tmp").iterdir()) == []
 
 
+@pytest.mark.server
 def test_unreachable_storage_is_503_and_not_ready(tmp_path: Path) -> None:
     # Nothing listens on this port: the S3 client cannot connect, as when S3 is down.
     env = {

@@ -31,8 +31,14 @@ import httpx
 import jwt
 import pytest
 
-from tests.api.test_errors import assert_error
-from tests.helpers import TEST_SECRET_KEY, RunningServer, make_token, run_server
+from tests.helpers import (
+    TEST_SECRET_KEY,
+    AppServer,
+    RunningServer,
+    assert_error,
+    make_token,
+    run_server,
+)
 
 PARSER = "<httptools>"  # answered by the HTTP parser, not the application (see the docstring)
 VICTIM = "victim"
@@ -743,6 +749,7 @@ ROWS += [
 PARAMS = [pytest.param(row, id=row.id) for row in ROWS]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("row", PARAMS)
 def test_hostile_request_is_refused_and_stores_nothing(target: Target, row: Row) -> None:
     try:
@@ -777,54 +784,70 @@ def test_table_covers_every_category() -> None:
 
 
 # --- lengths that lie, on requests that are otherwise fine -------------------------------------
-def test_bytes_beyond_content_length_are_not_stored(server: RunningServer) -> None:
+# These share the module's `live_server` (not `target`, whose state the table checks): each
+# has its own device and checks the device list against the one it found.
+def listed_devices(server: RunningServer) -> list[str]:
+    with server.client() as admin:
+        devices: list[str] = admin.get("/api/devices/").json()["TelemetryDataDownloads"]
+        return devices
+
+
+@pytest.mark.server
+def test_bytes_beyond_content_length_are_not_stored(live_server: RunningServer) -> None:
     """Content-Length says 3, 30 follow: exactly the 3 declared bytes are stored; the rest is
     either ignored (Connection: close) or parsed as a next request, never appended."""
-    request = put("/api/devices/extra", b"abc" + b"SMUGGLED-" * 3 + b"\r\n\r\n", content_length=3)
+    server = live_server
+    before = listed_devices(server)
+    request = put("/api/devices/extra-1", b"abc" + b"SMUGGLED-" * 3 + b"\r\n\r\n", content_length=3)
     response = parse_response(send_raw(server.url, request))
     assert response.status_code == 200, response.text
     assert response.json()["size"] == 3
     with server.client() as admin:
-        assert admin.get("/api/devices/extra", params={"encoding": "raw"}).content == b"abc"
-        assert len(admin.get("/api/devices/extra/uploads").json()["uploads"]) == 1
-        assert admin.get("/api/devices/").json()["TelemetryDataDownloads"] == ["extra"]
+        assert admin.get("/api/devices/extra-1", params={"encoding": "raw"}).content == b"abc"
+        assert len(admin.get("/api/devices/extra-1/uploads").json()["uploads"]) == 1
+    assert listed_devices(server) == sorted([*before, "extra-1"])
 
 
-def test_pipelined_garbage_after_the_body_is_not_stored(server: RunningServer) -> None:
+@pytest.mark.server
+def test_pipelined_garbage_after_the_body_is_not_stored(live_server: RunningServer) -> None:
     """Keep-alive: the bytes after the declared body are a second "request" that httptools
     refuses with its plain-text 400. Whether or not the first request's 200 makes it out before
     that 400 (uvicorn closes the connection at once), what is stored is exactly 3 bytes."""
-    request = put("/api/devices/extra", b"abcGARBAGE\r\n\r\n", content_length=3).replace(
+    server = live_server
+    before = listed_devices(server)
+    request = put("/api/devices/extra-2", b"abcGARBAGE\r\n\r\n", content_length=3).replace(
         b"Connection: close\r\n", b""
     )
     raw = send_raw(server.url, request)
     assert raw.startswith(b"HTTP/1.1 "), raw[:200]
     with server.client() as admin:
         deadline = time.monotonic() + 5
-        while (listing := admin.get("/api/devices/").json()["TelemetryDataDownloads"]) == []:
+        while (listing := listed_devices(server)) == before:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        if listing:  # the first request completed: it stored the declared bytes, nothing more
-            assert listing == ["extra"]
-            uploads = admin.get("/api/devices/extra/uploads").json()["uploads"]
+        if listing != before:  # the first request completed: it stored the declared bytes only
+            assert listing == sorted([*before, "extra-2"])
+            uploads = admin.get("/api/devices/extra-2/uploads").json()["uploads"]
             assert [u["size"] for u in uploads] == [3]
-            assert admin.get("/api/devices/extra", params={"encoding": "raw"}).content == b"abc"
+            assert admin.get("/api/devices/extra-2", params={"encoding": "raw"}).content == b"abc"
 
 
-def test_multipart_bytes_beyond_content_length_are_not_stored(server: RunningServer) -> None:
+@pytest.mark.server
+def test_multipart_bytes_beyond_content_length_are_not_stored(live_server: RunningServer) -> None:
     """A form whose Content-Length stops before its closing delimiter: refused, not stored."""
+    server = live_server
+    before = listed_devices(server)
     body = part("file", b"payload") + END + b"EXTRA"
     request = form_put(body, content_length=len(part("file", b"payload")) - 4).replace(
-        f"/api/devices/{VICTIM}".encode(), b"/api/devices/extra"
+        f"/api/devices/{VICTIM}".encode(), b"/api/devices/extra-3"
     )
     assert_error(parse_response(send_raw(server.url, request)), 400, "malformed_body")
-    with server.client() as admin:
-        assert admin.get("/api/devices/").json()["TelemetryDataDownloads"] == []
+    assert listed_devices(server) == before
 
 
 # --- the legitimate roles still work -----------------------------------------------------------
-def test_admin_may_upload_and_delete_device_may_upload_its_own(server: RunningServer) -> None:
+def test_admin_may_upload_and_delete_device_may_upload_its_own(server: AppServer) -> None:
     with server.client() as admin:
         assert admin.put("/api/devices/d", files={"file": ("f", b"x")}).status_code == 200
         with server.client(make_token("device", "d")) as device:
@@ -841,8 +864,9 @@ def test_admin_may_upload_and_delete_device_may_upload_its_own(server: RunningSe
 
 
 # --- header floods are cut off while they arrive -----------------------------------------------
-def test_endless_header_is_cut_off_before_it_is_all_read(server: RunningServer) -> None:
-    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+@pytest.mark.server
+def test_endless_header_is_cut_off_before_it_is_all_read(live_server: RunningServer) -> None:
+    host, port = live_server.url.removeprefix("http://").rsplit(":", 1)
     sent = 0
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"GET /api/devices/ HTTP/1.1\r\nHost: x\r\nX-Flood: ")

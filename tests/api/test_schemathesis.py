@@ -87,6 +87,7 @@ def served_schema(live: RunningServer) -> Any:
     return schemathesis.openapi.from_url(f"{live.url}/api/openapi.json")
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(("path", "method", "mode"), CASES)
 def test_every_operation_answers_as_described(
     live: RunningServer, served_schema: Any, path: str, method: str, mode: GenerationMode
@@ -120,6 +121,7 @@ def test_every_operation_answers_as_described(
         assert set(statuses) - {401}, sorted(set(statuses))
 
 
+@pytest.mark.server
 def test_the_description_is_the_served_one(live: RunningServer, served_schema: Any) -> None:
     with live.client() as client:
         assert client.get("/api/openapi.json").json() == openapi_document(ROUTES)

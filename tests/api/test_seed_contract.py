@@ -15,7 +15,11 @@ import pytest
 
 from tests.helpers import RunningServer, run_server
 
-pytestmark = pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+# curl needs a socket: these run against real server processes.
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed"),
+]
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -50,7 +54,8 @@ def test_seed_readme_curl_commands(open_server: RunningServer, tmp_path: Path) -
     assert base64.b64decode(downloaded.read_bytes(), validate=True) == upload.read_bytes()
 
 
-def test_seed_calls_with_a_bearer_token(server: RunningServer, tmp_path: Path) -> None:
+def test_seed_calls_with_a_bearer_token(live_server: RunningServer, tmp_path: Path) -> None:
+    server = live_server
     auth = f"Authorization: {server.auth_headers['Authorization']}"
     upload = tmp_path / "t.bin"
     upload.write_bytes(os.urandom(4096))

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RunningServer, run_server
+from tests.helpers import AppServer, app_server
 
 
 @pytest.fixture
-def client(server: RunningServer) -> Iterator[httpx.Client]:
+def client(server: AppServer) -> Iterator[httpx.Client]:
     with server.client() as http:
         yield http
 
@@ -153,15 +153,14 @@ def test_device_list_pagination_and_prefix(client: httpx.Client) -> None:
 
 def test_fifty_concurrent_uploads_to_one_device_are_fifty_intact_versions(tmp_path: Path) -> None:
     # The per-device cap on uploads in flight (default 8) is raised: this is about storage.
-    env = {"MINDPROJECT_MAX_CONCURRENT_UPLOADS_PER_DEVICE": "64"}
     with (
-        run_server(tmp_path, f"file://{tmp_path / 'data'}", env=env) as server,
+        app_server(f"file://{tmp_path / 'data'}", max_concurrent_uploads_per_device=64) as server,
         server.client() as client,
     ):
         _fifty_concurrent_uploads(client, server)
 
 
-def _fifty_concurrent_uploads(client: httpx.Client, server: RunningServer) -> None:
+def _fifty_concurrent_uploads(client: httpx.Client, server: AppServer) -> None:
     payloads = [os.urandom(1024 + i) for i in range(50)]
 
     def upload(data: bytes) -> str:

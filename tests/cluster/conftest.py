@@ -44,30 +44,38 @@ def _read_env(path: Path) -> dict[str, str]:
     return env
 
 
-def admin_token(secret_key: str) -> str | None:
-    """An admin bearer token when this build has access control, else None (open mode)."""
-    env = {**os.environ, "MINDPROJECT_SECRET_KEY": secret_key, "MINDPROJECT_AUTH": "token"}
-    try:
-        res = subprocess.run(
-            [str(MINDPROJECT), "token", "create", "--role", "admin"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except OSError:
-        return None
+def _environment() -> dict[str, str]:
+    """This process' environment without MINDPROJECT_* settings from the caller's shell (module
+    fixtures start before the per-test clean-up in tests/conftest.py)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MINDPROJECT_") or k.startswith("MINDPROJECT_TEST_")
+    }
+
+
+def admin_token(secret_key: str) -> str:
+    """An admin bearer token signed with `secret_key`; the test fails if none can be made (the
+    twin never falls back to open mode: its tests are about the service as deployed)."""
+    env = {**_environment(), "MINDPROJECT_SECRET_KEY": secret_key, "MINDPROJECT_AUTH": "token"}
+    res = subprocess.run(
+        [str(MINDPROJECT), "token", "create", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     lines = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
-    return lines[-1] if res.returncode == 0 and lines else None
+    if res.returncode != 0 or not lines:
+        pytest.fail(f"`mindproject token create` failed ({res.returncode}):\n{res.stderr}")
+    return lines[-1]
 
 
-def _auth_env() -> tuple[dict[str, str], str | None]:
-    """Access control on (with a fresh key) when the app supports it; else explicitly off."""
+def _auth_env() -> tuple[dict[str, str], str]:
+    """Access control on, with a fresh key and an admin token for it."""
     secret = uuid.uuid4().hex + uuid.uuid4().hex
     token = admin_token(secret)
-    if token is None:
-        return {"MINDPROJECT_AUTH": "off"}, None
     return {"MINDPROJECT_AUTH": "token", "MINDPROJECT_SECRET_KEY": secret}, token
 
 
@@ -77,7 +85,7 @@ class Cluster:
 
     dir: Path
     env: dict[str, str]
-    token: str | None
+    token: str
     script_env: dict[str, str] = field(repr=False, default_factory=dict)
 
     @property
@@ -97,7 +105,7 @@ class Cluster:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return {"Authorization": f"Bearer {self.token}"}
 
     def client(self, base_url: str | None = None, timeout: float = 30) -> httpx.Client:
         return httpx.Client(base_url=base_url or self.url, headers=self.headers, timeout=timeout)
@@ -184,12 +192,14 @@ class ClusterFactory:
             before_start(workdir)
         auth_env, token = _auth_env()
         script_env = {
-            **os.environ,
+            **_environment(),
             "CLUSTER_STORAGE": storage,
             "CLUSTER_REPLICAS": str(replicas),
             "CLUSTER_CHECK_INTER_MS": "300",
             "CLUSTER_STOP_GRACE": "15",
             "MINDPROJECT_LOG_LEVEL": "warning",
+            # No production drain on every stop; a test about the drain sets its own.
+            "MINDPROJECT_SHUTDOWN_DRAIN_SECONDS": "0",
             **auth_env,
             **(env or {}),
         }

@@ -24,6 +24,8 @@ from tests.cluster.conftest import (
 )
 from tests.cluster.uploads import Uploader, summarize, verify_integrity
 
+pytestmark = pytest.mark.cluster
+
 
 def _error_shape(body: object) -> bool:
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
@@ -143,7 +145,12 @@ def test_sigterm_turns_readiness_red_finishes_uploads_then_exits(
 ) -> None:
     grace = 15
     cluster = start_cluster(
-        storage="s3", replicas=2, env={"MINDPROJECT_SHUTDOWN_GRACE_SECONDS": str(grace)}
+        storage="s3",
+        replicas=2,
+        env={
+            "MINDPROJECT_SHUTDOWN_GRACE_SECONDS": str(grace),
+            "MINDPROJECT_SHUTDOWN_DRAIN_SECONDS": "2",  # production's default: the drain is tested
+        },
     )
     replica = cluster.replica_url(1)
     pid = cluster.replica_pid(1)

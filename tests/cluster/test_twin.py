@@ -9,7 +9,7 @@ import pytest
 
 from tests.cluster.conftest import Cluster, sha256, wait_until
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.cluster, pytest.mark.s3]
 
 
 def test_upload_through_the_balancer_is_downloadable_through_every_replica(twin: Cluster) -> None:

@@ -12,6 +12,8 @@ import pytest
 from tests.deploy.tools import TERRAFORM_DIR, explain, run, venv_tool
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.deploy
+
 DOCS = REPO / "docs" / "deploy.md"
 
 

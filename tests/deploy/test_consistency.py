@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from mindproject.api.health import routes as health_routes
 from mindproject.config import Settings
 from tests.deploy.tools import TERRAFORM_DIR
 from tests.helpers import REPO
+
+pytestmark = pytest.mark.deploy
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 APPINFRA = TERRAFORM_DIR / "appinfra"

@@ -10,6 +10,8 @@ import pytest
 from tests.deploy.tools import explain, require, run, venv_tool
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.deploy
+
 
 def shell_scripts() -> list[Path]:
     listed = subprocess.run(

@@ -21,6 +21,8 @@ from tests.deploy.tools import (
     terraform_env,
 )
 
+pytestmark = pytest.mark.deploy
+
 
 @pytest.fixture(scope="module")
 def tf_env() -> dict[str, str]:

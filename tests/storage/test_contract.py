@@ -30,18 +30,9 @@ from mindproject.identifiers import new_upload_id, new_version_id
 from mindproject.storage import Storage, UploadInfo, open_storage
 from mindproject.storage.base import ResumableUpload
 from mindproject.streams import ExpectedDigests, MeasuredStream
+from tests.helpers import measured
 
 pytestmark = pytest.mark.anyio
-
-
-async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-        await asyncio.sleep(0)
-
-
-def measured(data: bytes, **kwargs: object) -> MeasuredStream:
-    return MeasuredStream(chunks_of(data), max_bytes=kwargs.pop("max_bytes", 1 << 40), **kwargs)  # type: ignore[arg-type]
 
 
 async def save(
@@ -492,3 +483,40 @@ async def test_resumable_uploads_per_device_are_capped(storage: Storage) -> None
     await storage.create_resumable(new_resumable(length=3), max_per_device=2)
     with pytest.raises(TooManyRequests):
         await storage.create_resumable(new_resumable(length=3), max_per_device=2)
+
+
+async def test_revocations_set_replace_and_lift(storage: Storage) -> None:
+    assert await storage.list_revocations() == {}
+    await storage.set_revocation("lost-1", 1_700_000_000.25)
+    await storage.set_revocation("lost-2", 1_700_000_100.5)
+    assert await storage.list_revocations() == {
+        "lost-1": 1_700_000_000.25,
+        "lost-2": 1_700_000_100.5,
+    }
+    # Revoking again moves the time (a later token leaked too): one entry, the new time.
+    await storage.set_revocation("lost-1", 1_700_000_200.75)
+    assert await storage.list_revocations() == {
+        "lost-1": 1_700_000_200.75,
+        "lost-2": 1_700_000_100.5,
+    }
+    await storage.set_revocation("lost-1", None)
+    assert await storage.list_revocations() == {"lost-2": 1_700_000_100.5}
+    await storage.set_revocation("never-revoked", None)  # lifting nothing is not an error
+    assert await storage.list_revocations() == {"lost-2": 1_700_000_100.5}
+
+
+async def test_revocation_times_keep_microseconds(storage: Storage) -> None:
+    # Tokens are compared with the revocation time: it must come back as stored, to the µs.
+    await storage.set_revocation("precise", 1_733_000_000.123456)
+    assert await storage.list_revocations() == {
+        "precise": pytest.approx(1_733_000_000.123456, abs=1e-6)
+    }
+
+
+async def test_revocations_are_not_devices_and_outlive_their_data(storage: Storage) -> None:
+    await storage.set_revocation("banned", 1_700_000_000.0)
+    assert (await storage.list_devices(prefix="", after=None, limit=10)).items == []
+    await save(storage, "banned", b"x")
+    assert await storage.delete_device("banned") == 1
+    # Deleting a device's uploads does not lift its revocation: its old tokens stay refused.
+    assert await storage.list_revocations() == {"banned": 1_700_000_000.0}

@@ -20,7 +20,8 @@ import pytest
 from mindproject.errors import InsufficientStorage, ResumableNotFound, UploadBusy
 from mindproject.identifiers import new_upload_id, new_version_id
 from mindproject.storage.filesystem import INLINE_MAX, ORPHAN_GRACE_SECONDS, FileStorage
-from tests.storage.test_contract import EXPIRY, append, measured, new_resumable, read_all
+from tests.helpers import measured
+from tests.storage.test_contract import EXPIRY, append, new_resumable, read_all
 
 pytestmark = pytest.mark.anyio
 

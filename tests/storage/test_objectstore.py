@@ -8,10 +8,9 @@ import pytest
 from mindproject.errors import StorageUnavailable
 from mindproject.identifiers import new_version_id
 from mindproject.storage import open_storage
-from tests.conftest import s3_client
-from tests.storage.test_contract import measured
+from tests.helpers import measured, s3_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.s3]
 
 
 async def test_wrong_secret_key_is_refused(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
