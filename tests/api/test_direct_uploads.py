@@ -22,8 +22,14 @@ import pytest
 from mindproject.app import create_app
 from mindproject.config import Settings
 from mindproject.direct_upload_sweeper import GRACE_SECONDS, sweep_direct_uploads_forever
-from tests.conftest import s3_client
-from tests.helpers import TEST_SECRET_KEY, make_token, peak_rss_bytes, rss_bytes, run_server
+from tests.helpers import (
+    TEST_SECRET_KEY,
+    make_token,
+    peak_rss_bytes,
+    rss_bytes,
+    run_server,
+    s3_client,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ from mindproject.errors import (
 from mindproject.identifiers import new_direct_upload_id, new_version_id
 from mindproject.storage import Storage, open_storage
 from mindproject.storage.objectstore import MAX_SINGLE_PUT_BYTES
-from tests.conftest import s3_client
+from tests.helpers import s3_client
 
 pytestmark = pytest.mark.anyio
 

@@ -33,8 +33,8 @@ from mindproject.storage import open_storage
 from mindproject.storage.base import ResumableUpload
 from mindproject.storage.objectstore import ObjectStorage
 from mindproject.streams import MeasuredStream
-from tests.conftest import s3_client
-from tests.storage.test_contract import chunks_of, read_all
+from tests.helpers import chunks_of, s3_client
+from tests.storage.test_contract import read_all
 
 pytestmark = pytest.mark.anyio
 
