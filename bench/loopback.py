@@ -21,11 +21,25 @@ def http_call(
     headers: dict[str, str] | None = None,
     timeout: float = 30,
 ) -> tuple[int, bytes]:
+    status, _, answer = http_exchange(port, method, path, body, headers, timeout)
+    return status, answer
+
+
+def http_exchange(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request; the status, the response headers (lower-case names) and the body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        answer = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, answer
     finally:
         conn.close()
 

@@ -19,11 +19,15 @@ from typing import Any
 from accounting import Meter, MiB
 from backends import Backend
 from load import curl_transfer, direct, hold_idle, wrk
-from loopback import http_call, multipart
+from loopback import http_call, http_exchange, multipart
 from recorder import Recorder
 from servers import Server
 
-ALL_SCENARIOS = ["upload_1k", "get_1k", "big_256m", "list_100k", "idle_1k"]
+ALL_SCENARIOS = ["upload_1k", "get_1k", "big_256m", "list_100k", "idle_1k", "resumable"]
+# A resumable (tus) upload of this many MiB, in each of these chunk sizes, against one streamed
+# PUT of the same file (the baseline, measured in the same run).
+RESUMABLE_MIB = 128
+RESUMABLE_CHUNKS_MIB = (1, 8)
 # The lean MindProject is compared on the request-rate scenarios only.
 LEAN_SCENARIOS = {"upload_1k", "get_1k"}
 
@@ -153,6 +157,78 @@ class Scenarios:
             if status != 200 or hashlib.sha256(body).hexdigest() != digest:
                 self.rec.log(f"!! {be.name} {server.target}: big-file download differs ({status})")
             del body
+
+    def s_resumable(self, be: Backend, server: Server) -> None:
+        """Server CPU per MiB: one streamed PUT, then tus uploads of the same bytes in chunks."""
+        if not server.target.startswith("mindproject") or server.target == "mindproject_lean":
+            return
+        data = os.urandom(RESUMABLE_MIB * MiB)
+        digest = hashlib.sha256(data).hexdigest()
+        headers = server.headers()
+        put_headers = {**headers, "Content-Type": "application/octet-stream"}
+        with Meter(server.roots, interval=0.01) as meter:
+            status, _ = http_call(
+                server.port, "PUT", "/api/devices/resumable-put", data, put_headers, timeout=300
+            )
+        put_ms = meter.cpu * 1000 / RESUMABLE_MIB
+        self.rec.add(
+            be.name,
+            f"streamed PUT {RESUMABLE_MIB} MiB (baseline)",
+            server.target,
+            status=status,
+            cpu_ms_per_mib=put_ms,
+            rss_above_idle_mib=meter.peak_above_idle / MiB,
+        )
+        tus = {**headers, "Tus-Resumable": "1.0.0"}
+        for chunk_mib in RESUMABLE_CHUNKS_MIB:
+            device = f"resumable-{chunk_mib}m"
+            chunk = chunk_mib * MiB
+            chunks = 0
+            with Meter(server.roots, interval=0.01) as meter:
+                status, answer, _ = http_exchange(
+                    server.port,
+                    "POST",
+                    f"/api/devices/{device}/resumable",
+                    headers={**tus, "Upload-Length": str(len(data))},
+                )
+                location = answer.get("location", "")
+                for start in range(0, len(data), chunk):
+                    status, _ = http_call(
+                        server.port,
+                        "PATCH",
+                        location,
+                        data[start : start + chunk],
+                        {
+                            **tus,
+                            "Content-Type": "application/offset+octet-stream",
+                            "Upload-Offset": str(start),
+                        },
+                        timeout=300,
+                    )
+                    chunks += 1
+                    if status != 204:
+                        break
+            ms = meter.cpu * 1000 / RESUMABLE_MIB
+            self.rec.add(
+                be.name,
+                f"resumable {RESUMABLE_MIB} MiB in {chunk_mib} MiB chunks",
+                server.target,
+                status=status,
+                chunks=chunks,
+                cpu_ms_per_mib=ms,
+                cpu_ms_per_chunk=meter.cpu * 1000 / max(chunks, 1),
+                overhead_vs_put=ms / put_ms - 1 if put_ms else None,
+                rss_above_idle_mib=meter.peak_above_idle / MiB,
+            )
+            got_status, body = http_call(
+                server.port,
+                "GET",
+                f"/api/devices/{device}?encoding=raw",
+                headers=headers,
+                timeout=300,
+            )
+            if got_status != 200 or hashlib.sha256(body).hexdigest() != digest:
+                self.rec.log(f"!! {be.name} {server.target}: resumable {device} differs")
 
     def big_payload(self) -> tuple[Path, str]:
         path = self.work / f"payload-{self.cfg.big_mib}m.bin"

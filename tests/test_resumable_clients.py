@@ -26,6 +26,8 @@ from tusclient.uploader.uploader import Uploader
 
 from tests.helpers import RunningServer, make_token, run_server
 
+pytestmark = pytest.mark.server
+
 KiB, MiB = 1024, 1024 * 1024
 ENV = {
     "MINDPROJECT_SHUTDOWN_DRAIN_SECONDS": "0",

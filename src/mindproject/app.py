@@ -67,7 +67,12 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         backend = InstrumentedStorage(
-            storage or open_storage(settings.storage, fsync=settings.fsync)
+            storage
+            or open_storage(
+                settings.storage,
+                fsync=settings.fsync,
+                resumable_takeover_seconds=settings.resumable_takeover_seconds,
+            )
         )
         app.state.storage = backend
         app.state.authenticator = Authenticator(

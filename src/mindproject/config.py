@@ -105,6 +105,13 @@ class Settings(BaseSettings):
         description="An unfinished resumable upload untouched this long expires; its bytes and "
         "state are removed",
     )
+    resumable_takeover_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="Object storage: a resumable upload held by a replica that died mid-chunk "
+        "may be taken over by another replica after this long (423 until then)",
+    )
     max_resumable_per_device: int = Field(
         default=16, ge=0, description="Unfinished resumable uploads per device; 0: no cap"
     )

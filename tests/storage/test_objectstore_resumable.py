@@ -28,7 +28,6 @@ from mindproject.errors import (
     UploadBusy,
 )
 from mindproject.identifiers import new_upload_id, new_version_id
-from mindproject.storage import objectstore as objectstore_module
 from mindproject.storage import open_storage
 from mindproject.storage.base import ResumableUpload
 from mindproject.storage.objectstore import ObjectStorage
@@ -188,9 +187,9 @@ async def assert_removed(replicas: Replicas, *, raced: bool = False) -> None:
     assert multipart == 0
     assert raced or all(key.endswith("/log/!removed") or "/claim/" in key for key in keys), keys
     assert not any("/data/" in key for key in keys) or raced, keys
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(objectstore_module, "STALE_APPEND_SECONDS", -1.0)
-        assert await replicas.make().remove_expired_resumable(time.time()) == 0
+    sweeper = replicas.make()
+    sweeper._takeover_seconds = -1.0  # every claim counts as left by a dead replica
+    assert await sweeper.remove_expired_resumable(time.time()) == 0
     assert await replicas.leftovers() == ([], 0)
 
 
@@ -577,7 +576,7 @@ async def test_replica_process_killed_mid_chunk(
     assert any("/data/" in key for key in keys)  # the dead append's 8 MiB piece
     with pytest.raises(UploadBusy):
         await append(storage, upload, 1 * MiB, data[1 * MiB :])
-    monkeypatch.setattr(objectstore_module, "STALE_APPEND_SECONDS", -1.0)
+    storage._takeover_seconds = -1.0  # time passes: the dead replica's claim is stale
     final = await append(storage, upload, 1 * MiB, data[1 * MiB :])
     assert final.version is not None
     info = await storage.get(DEVICE, final.version)
@@ -598,8 +597,8 @@ def s3_leftovers_of(env: dict[str, str], bucket: str) -> tuple[list[str], int]:
 async def test_a_slow_append_keeps_its_claim_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     from obstore.store import MemoryStore
 
-    monkeypatch.setattr(objectstore_module, "CLAIM_REFRESH_SECONDS", 0.001)
     storage = ObjectStorage(MemoryStore(), "t")
+    storage._claim_refresh_seconds = 0.001
     upload = await create(storage, 10)
     gate = Gate(b"0123456789")
     appending = asyncio.ensure_future(gated_append(storage, upload, gate))
@@ -630,7 +629,7 @@ async def test_claim_of_a_dead_replica_is_taken_over_when_stale(
     await obstore.put_async(one._store, piece, os.urandom(1000))
     with pytest.raises(UploadBusy):
         await append(two, upload, 0, data)
-    monkeypatch.setattr(objectstore_module, "STALE_APPEND_SECONDS", -1.0)
+    two._takeover_seconds = -1.0  # time passes: the dead replica's claim is stale
     final = await append(two, upload, 0, data)
     await assert_version(two, final, data)
     await assert_only_final_record(replicas)
@@ -731,9 +730,12 @@ async def test_append_racing_a_delete_does_not_bring_the_upload_back(
 
 async def assert_removed_later(storage: ObjectStorage) -> None:
     """Tombstones go once the uploads are quiet (now, with no quiet time required)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(objectstore_module, "STALE_APPEND_SECONDS", -1.0)
+    quiet_after = storage._takeover_seconds
+    storage._takeover_seconds = -1.0
+    try:
         await storage.remove_expired_resumable(time.time())
+    finally:
+        storage._takeover_seconds = quiet_after
 
 
 async def test_a_replica_that_remembers_a_deleted_upload_refuses_appends(

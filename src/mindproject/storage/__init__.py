@@ -17,8 +17,20 @@ if TYPE_CHECKING:
 __all__ = ["Page", "Storage", "UploadInfo", "UploadSource", "open_storage"]
 
 
-def open_storage(url: str, *, fsync: bool = True) -> Storage:
-    """`file:///abs/path` or `file://./relative`, `s3://bucket/prefix`, or `memory://`."""
+def open_storage(
+    url: str, *, fsync: bool = True, resumable_takeover_seconds: float | None = None
+) -> Storage:
+    """`file:///abs/path` or `file://./relative`, `s3://bucket/prefix`, or `memory://`.
+
+    `resumable_takeover_seconds` (object stores): how long a dead replica's claim on a resumable
+    upload holds it before another replica may take over (the file backend's locks die with
+    their process and need no such wait).
+    """
+    takeover = (
+        {}
+        if resumable_takeover_seconds is None
+        else {"takeover_seconds": resumable_takeover_seconds}
+    )
     parts = urlsplit(url)
     if parts.scheme == "file":
         from mindproject.storage.filesystem import FileStorage
@@ -29,11 +41,11 @@ def open_storage(url: str, *, fsync: bool = True) -> Storage:
 
         from mindproject.storage.objectstore import ObjectStorage
 
-        return ObjectStorage(MemoryStore(), parts.netloc + parts.path)
+        return ObjectStorage(MemoryStore(), parts.netloc + parts.path, **takeover)
     if parts.scheme == "s3":
         from mindproject.storage.objectstore import ObjectStorage
 
-        return ObjectStorage(s3_store(parts.netloc), parts.path)
+        return ObjectStorage(s3_store(parts.netloc), parts.path, **takeover)
     raise ConfigurationError(f"MINDPROJECT_STORAGE: unknown scheme in {url!r}")
 
 

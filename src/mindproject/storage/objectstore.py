@@ -72,9 +72,9 @@ CLAIM_ATTEMPTS = 60  # about 12 s of waiting for a concurrent claimer at most
 # A resumable chunk is stored as pieces of at most this size, each one plain PUT (memory per
 # append stays bounded, and no multipart upload can be left behind by a killed replica).
 PIECE_BYTES = PART_BYTES
-# An append refreshes its claim this often; a claim older than STALE_APPEND_SECONDS was left by
-# a replica that died, and is taken over (the margin covers clock skew and slow PUTs).
-CLAIM_REFRESH_SECONDS = 15.0
+# The default of MINDPROJECT_RESUMABLE_TAKEOVER_SECONDS: a claim older than this was left by a
+# replica that died, and is taken over (an append refreshes its claim every quarter of it; the
+# margin covers clock skew and slow PUTs).
 STALE_APPEND_SECONDS = 60.0
 SWEEP_READS_IN_FLIGHT = 16
 STATE_HINTS = 10_000  # uploads whose latest state a replica remembers (about 1 KiB each)
@@ -184,9 +184,14 @@ def _store_errors() -> Iterator[None]:
 
 
 class ObjectStorage(Storage):
-    def __init__(self, store: Any, prefix: str = "") -> None:
+    def __init__(
+        self, store: Any, prefix: str = "", *, takeover_seconds: float = STALE_APPEND_SECONDS
+    ) -> None:
         self._store = store
         self._layout = Layout(prefix.strip("/"))
+        # A claim not refreshed this long was left by a replica that died mid-append.
+        self._takeover_seconds = takeover_seconds
+        self._claim_refresh_seconds = takeover_seconds / 4
         # Store requests made (each call, each LIST batch; a multipart upload counts once): the
         # figure docs/storage.md quotes per resumable chunk comes from it.
         self.requests = 0
@@ -675,7 +680,7 @@ class ObjectStorage(Storage):
             # Removed already (or keys without a record): the keys an append under way may
             # still write, and the tombstone, go once nothing has changed for a while.
             newest = max(meta["last_modified"] for meta in metas)
-            if (datetime.now(UTC) - newest).total_seconds() >= STALE_APPEND_SECONDS:
+            if (datetime.now(UTC) - newest).total_seconds() >= self._takeover_seconds:
                 orphans.append((device_id, upload_id))
         unknown = [key for key in latest.values() if key not in self._expiry_hints]
         for start in range(0, len(unknown), SWEEP_READS_IN_FLIGHT):
@@ -770,7 +775,7 @@ class ObjectStorage(Storage):
 
         Returns the claim's nonce and the state to append to. The claim only makes a concurrent
         append fail fast with 423; correctness rests on the record's conditional create. A claim
-        not refreshed for STALE_APPEND_SECONDS belongs to a replica that died mid-append, and
+        not refreshed for the takeover time belongs to a replica that died mid-append, and
         one left by a length declaration (the latest record, at this offset) is done: both are
         taken over.
         """
@@ -794,7 +799,7 @@ class ObjectStorage(Storage):
                 )
             age = (datetime.now(UTC) - meta["last_modified"]).total_seconds()
             declared = record.start == offset and record.nonce is None
-            if age <= STALE_APPEND_SECONDS and not declared:
+            if age <= self._takeover_seconds and not declared:
                 break
             await self._call(obstore.delete_async(self._store, key))
         raise UploadBusy("another request is appending to this upload")
@@ -853,12 +858,12 @@ class ObjectStorage(Storage):
 
     @contextlib.asynccontextmanager
     async def _kept_fresh(self, claim: str, body: bytes) -> AsyncIterator[None]:
-        """Rewrite `claim` every CLAIM_REFRESH_SECONDS while the block runs (a slow client's
+        """Rewrite `claim` every quarter of the takeover time while the block runs (a slow client's
         chunk, a long assembly), so that no other replica takes it for a dead one's."""
 
         async def refresh() -> None:
             while True:
-                await asyncio.sleep(CLAIM_REFRESH_SECONDS)
+                await asyncio.sleep(self._claim_refresh_seconds)
                 with contextlib.suppress(MindProjectError):
                     await self._call(obstore.put_async(self._store, claim, body))
 
@@ -996,7 +1001,7 @@ class ObjectStorage(Storage):
             if done:
                 return version
             age = (datetime.now(UTC) - result.meta["last_modified"]).total_seconds()
-            if age > STALE_APPEND_SECONDS:
+            if age > self._takeover_seconds:
                 await self._call(obstore.delete_async(self._store, claim))
                 continue
             if not wait:
