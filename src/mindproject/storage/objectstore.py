@@ -65,6 +65,7 @@ log = logging.getLogger("mindproject.storage")
 # this size too, with at most PARTS_IN_FLIGHT uploading at once: memory per upload stays bounded.
 PART_BYTES = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
+ASSEMBLY_PARTS_IN_FLIGHT = 2
 # A claimed idempotency key whose version is still missing after this long was abandoned (the
 # claim and the version write are two consecutive PUTs; the margin covers clock skew).
 STALE_CLAIM_SECONDS = 120
@@ -318,7 +319,14 @@ class ObjectStorage(Storage):
         marker = self._layout.device_marker(device_id)
         await self._call(obstore.put_async(self._store, marker, b""))
 
-    async def _put_large(self, key: str, head: bytes, rest: AsyncIterator[bytes]) -> None:
+    async def _put_large(
+        self,
+        key: str,
+        head: bytes,
+        rest: AsyncIterator[bytes],
+        *,
+        parts_in_flight: int = PARTS_IN_FLIGHT,
+    ) -> None:
         """Multipart upload of `head` + `rest`, aborted (no leftover parts) whatever happens.
 
         obstore aborts the multipart upload when the iterator it reads raises, but not when the
@@ -347,7 +355,7 @@ class ObjectStorage(Storage):
         pumping = asyncio.ensure_future(pump())
         putting = asyncio.ensure_future(
             obstore.put_async(
-                self._store, key, parts(), chunk_size=PART_BYTES, max_concurrency=PARTS_IN_FLIGHT
+                self._store, key, parts(), chunk_size=PART_BYTES, max_concurrency=parts_in_flight
             )
         )
         try:
@@ -1056,7 +1064,14 @@ class ObjectStorage(Storage):
                         yield bytes(data)
 
         if record.length > PART_BYTES:
-            await self._put_large(self._layout.blob_key(device_id, version), b"", stream())
+            # Reading the pieces while writing the parts: half the parts in flight keeps the two
+            # together within the memory of one streamed PUT (2 GiB: < 64 MiB, test_streaming).
+            await self._put_large(
+                self._layout.blob_key(device_id, version),
+                b"",
+                stream(),
+                parts_in_flight=ASSEMBLY_PARTS_IN_FLIGHT,
+            )
             key, body = self._layout.upload_key(info, BLOB), b""
         else:
             key, body = self._layout.upload_key(info, INLINE), b"".join([d async for d in stream()])
