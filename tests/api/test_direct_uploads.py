@@ -366,6 +366,7 @@ def _big_blocks() -> Iterator[bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.server
 @pytest.mark.s3
 def test_two_gib_direct_upload_in_bounded_server_memory(
     tmp_path: Path, s3_env: dict[str, str], s3_bucket: str
