@@ -14,6 +14,7 @@ import signal
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -24,7 +25,7 @@ from tusclient.client import TusClient
 from tusclient.storage.filestorage import FileStorage as UrlStorage
 from tusclient.uploader.uploader import Uploader
 
-from tests.helpers import RunningServer, make_token, run_server
+from tests.helpers import RunningServer, make_token, run_server, s3_client
 
 pytestmark = pytest.mark.server
 
@@ -36,10 +37,20 @@ ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A real server on the file backend, and one on the local S3 server (Ceph)."""
     tmp_path = tmp_path_factory.mktemp("tus")
-    with run_server(tmp_path, f"file://{tmp_path / 'data'}", env=ENV) as running:
+    if request.param == "file":
+        storage, env = f"file://{tmp_path / 'data'}", ENV
+    else:
+        s3_env: dict[str, str] = request.getfixturevalue("s3_env")
+        bucket = f"tus-{uuid.uuid4().hex[:12]}"
+        s3_client(s3_env).create_bucket(Bucket=bucket)
+        storage, env = f"s3://{bucket}/telemetry", {**ENV, **s3_env}
+    with run_server(tmp_path, storage, env=env) as running:
         yield running
 
 
