@@ -14,8 +14,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
-from typing import Any, get_args
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 from mindproject import __version__
 from mindproject.config import Settings, load_settings
@@ -49,6 +51,14 @@ def parse_ttl(text: str) -> int | None:
     return seconds
 
 
+def _literal_choices(annotation: object) -> list[str]:
+    """A Literal's values; [] for any other type. `Path | None` has arguments too, and turning
+    them into `choices=[]` made `--secret-key-file PATH` an "invalid choice"."""
+    if get_origin(annotation) is not Literal:
+        return []
+    return [value for value in get_args(annotation) if isinstance(value, str)]
+
+
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting, generated from the settings model so they cannot drift apart."""
     for name, field in Settings.model_fields.items():
@@ -58,10 +68,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{field.description} (env MINDPROJECT_{name.upper()})"
         if field.annotation is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        elif choices := get_args(field.annotation):
-            parser.add_argument(
-                flag, choices=[c for c in choices if isinstance(c, str)], help=help_text
-            )
+        elif choices := _literal_choices(field.annotation):
+            parser.add_argument(flag, choices=choices, help=help_text)
         else:
             parser.add_argument(flag, help=help_text)
 
@@ -88,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--storage", help="to find the default key file (MINDPROJECT_STORAGE)")
     create.add_argument("--secret-key-file", help="key file (MINDPROJECT_SECRET_KEY_FILE)")
+    create.add_argument(
+        "--create-key",
+        action="store_true",
+        help="make the key file if it does not exist (otherwise that is an error)",
+    )
 
     for name, text in (
         ("revoke", "revoke every token a device holds"),
@@ -112,20 +125,36 @@ def _settings_from(args: argparse.Namespace, names: set[str]) -> Settings:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from mindproject.auth.keys import default_key_file, ensure_key_file, load_keys
+    """Sign with the key `serve` would use (same settings, same default file); never make a key
+    by surprise: a token signed by a fresh key in the wrong folder is one the server rejects."""
+    from mindproject.auth.keys import default_key_file, ensure_key_file, key_id, load_keys
     from mindproject.auth.tokens import Role, issue_token
 
     settings = _settings_from(args, {"storage", "secret_key_file"})
-    if settings.secret_key is None and settings.secret_key_file is None:
-        path = default_key_file(settings)
+    source = "MINDPROJECT_SECRET_KEY"
+    if settings.secret_key is None:
+        path = settings.secret_key_file or default_key_file(settings)
         if path is not None:
-            ensure_key_file(path)
+            path = path.resolve()
+            source = f"key file {path}"
+            if not path.exists():
+                if not args.create_key:
+                    raise ConfigurationError(
+                        f"no signing key at {path}: run this where the server runs, or say "
+                        "where its key is (--storage, --secret-key-file, or MINDPROJECT_STORAGE "
+                        "/ MINDPROJECT_SECRET_KEY_FILE); --create-key makes a new key there"
+                    )
+                ensure_key_file(path)
+                source += " (created now)"
+            settings = settings.model_copy(update={"secret_key_file": path})
     keys = load_keys(settings)
     role = Role.DEVICE if args.device else Role(args.role)
     ttl = args.ttl
     if ttl is _DEFAULT_TTL:
         ttl = None if role is Role.DEVICE else STAFF_TOKEN_TTL
     print(issue_token(keys, role, device_id=args.device, ttl_seconds=ttl))
+    # stderr: `export TOKEN=$(mindproject token create ...)` keeps working.
+    print(f"mindproject: signed with {source} (kid {key_id(keys.signing_key)})", file=sys.stderr)
     return 0
 
 
@@ -137,6 +166,19 @@ def _serve(args: argparse.Namespace) -> int:
         settings = _prepare_keys(settings)
     serve(settings)
     return 0
+
+
+def self_command() -> str:
+    """How to run this very command again from the current shell: `mindproject` only when that
+    is what PATH finds (`make run` starts .venv/bin/mindproject, which is usually not on PATH)."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "mindproject":  # python -m mindproject.cli, or a test runner
+        return f"{sys.executable} -m mindproject.cli"
+    found = shutil.which("mindproject")
+    if found and Path(found).resolve() == argv0.resolve():
+        return "mindproject"
+    # As typed (.venv/bin/mindproject from `make run`), else where it is.
+    return str(argv0) if "/" in sys.argv[0] else str(argv0.resolve())
 
 
 def _prepare_keys(settings: Settings) -> Settings:
@@ -154,10 +196,11 @@ def _prepare_keys(settings: Settings) -> Settings:
     created = ensure_key_file(default)
     settings = settings.model_copy(update={"secret_key_file": default})
     keys = load_keys(settings)
+    command = self_command()
     if not created:
         print(
             f"MindProject: token auth is on; signing key {default}. "
-            "An admin token: mindproject token create --role admin --ttl 24h",
+            f"An admin token: {command} token create --role admin --ttl 24h",
             file=sys.stderr,
         )
         return settings
@@ -166,11 +209,11 @@ def _prepare_keys(settings: Settings) -> Settings:
     print(
         f"\nMindProject: token auth is on. Signing key: {default} (created now, mode 0600)\n"
         f"Admin token, valid 24 h (shown once; make another with "
-        f"`mindproject token create --role admin`):\n  export TOKEN={token}\n"
+        f"`{command} token create --role admin`):\n  export TOKEN={token}\n"
         f"Try:\n  curl -H \"Authorization: Bearer $TOKEN\" -X PUT -F 'file=@/etc/hostname' "
         f"{url}/api/devices/sensor-1\n"
         f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/devices/\n'
-        f"Device tokens: mindproject token create --device sensor-1\n",
+        f"Device tokens: {command} token create --device sensor-1\n",
         file=sys.stderr,
     )
     return settings
