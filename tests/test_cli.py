@@ -9,7 +9,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from mindproject.cli import _parser, _prepare_keys, main, parse_ttl, self_command
+from mindproject.cli.main import build_parser, main, parse_ttl
+from mindproject.cli.server import prepare_keys, self_command
 from mindproject.config import load_settings
 from tests.helpers import TEST_SECRET_KEY
 
@@ -22,12 +23,12 @@ def test_admin_token_is_printed_only_when_the_key_is_created(
     """Nine starts printed nine live 24-hour admin tokens: a container's logs would collect
     one per restart."""
     settings = load_settings(storage=f"file://{tmp_path / 'data'}")
-    _prepare_keys(settings)
+    prepare_keys(settings)
     first = capsys.readouterr().err
     assert JWT.search(first)
     assert "created now" in first
     for _ in range(3):
-        _prepare_keys(settings)
+        prepare_keys(settings)
         later = capsys.readouterr().err
         assert "TOKEN=" not in later
         assert JWT.search(later) is None
@@ -63,10 +64,12 @@ def test_banner_names_a_command_that_runs(
 def test_every_setting_flag_takes_a_value() -> None:
     """`serve --secret-key-file PATH` was "invalid choice ... (choose from )": a `Path | None`
     annotation became choices=[]."""
-    args = _parser().parse_args(["serve", "--secret-key-file", "/tmp/k", "--log-level", "debug"])
+    args = build_parser().parse_args(
+        ["serve", "--secret-key-file", "/tmp/k", "--log-level", "debug"]
+    )
     assert args.secret_key_file == "/tmp/k"
     with pytest.raises(SystemExit):
-        _parser().parse_args(["serve", "--log-level", "loud"])
+        build_parser().parse_args(["serve", "--log-level", "loud"])
 
 
 def test_token_create_refuses_to_make_a_key_unless_asked(

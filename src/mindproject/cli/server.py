@@ -1,8 +1,6 @@
-"""The `mindproject` command.
-
-    mindproject serve [--storage URL] [--port N] ...     serve the HTTP API
-    mindproject token create --device ID | --role R       print a bearer token
-    mindproject revoke ID / mindproject unrevoke ID       via the server's HTTP API
+"""`mindproject serve` and `mindproject token create`: the commands that need the server's own
+modules (settings, keys). Imported only when one of them runs, so the client commands start
+fast and small.
 
 Every `serve` flag has a `MINDPROJECT_*` environment variable twin (flags win); the signing keys
 are read from the environment or the key file only, never from flags (they would show in `ps`).
@@ -11,44 +9,18 @@ are read from the environment or the key file only, never from flags (they would
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import shutil
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from mindproject import __version__
+from mindproject.cli.main import DEFAULT_TTL
 from mindproject.config import Settings, load_settings
-from mindproject.errors import ConfigurationError, MindProjectError
+from mindproject.errors import ConfigurationError
 
 _ENV_ONLY = {"secret_key", "previous_secret_keys"}
-_TTL = re.compile(r"([0-9]{1,9})([smhd]?)")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 ADMIN_BANNER_TTL = 24 * 3600
 STAFF_TOKEN_TTL = 30 * 86400  # operators and admins, unless --ttl says otherwise
-# --ttl not given: each role's default applies (None would mean "never", as `--ttl none` does).
-_DEFAULT_TTL = object()
-
-
-def parse_ttl(text: str) -> int | None:
-    """Seconds, or a number with s/m/h/d; `none` or `never` for a token that never expires.
-
-    0 is refused rather than read as "never": a lifetime of 0 reads like "expire at once".
-    """
-    word = text.strip().lower()
-    if word in ("none", "never"):
-        return None
-    match = _TTL.fullmatch(word)
-    if not match:
-        raise argparse.ArgumentTypeError("use e.g. 3600, 15m, 12h, 30d, or none for no expiry")
-    seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds == 0:
-        raise argparse.ArgumentTypeError(
-            "0 is not a lifetime; for a token that never expires, say none"
-        )
-    return seconds
 
 
 def _literal_choices(annotation: object) -> list[str]:
@@ -59,7 +31,7 @@ def _literal_choices(annotation: object) -> list[str]:
     return [value for value in get_args(annotation) if isinstance(value, str)]
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting, generated from the settings model so they cannot drift apart."""
     for name, field in Settings.model_fields.items():
         if name in _ENV_ONLY:
@@ -74,57 +46,12 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, help=help_text)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mindproject", description="Telemetry upload service")
-    parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    _add_setting_flags(commands.add_parser("serve", help="serve the HTTP API"))
-
-    token = commands.add_parser("token", help="bearer tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser("create", help="print a new signed token")
-    who = create.add_mutually_exclusive_group(required=True)
-    who.add_argument("--device", help="a device token for this device id")
-    who.add_argument("--role", choices=["operator", "admin"])
-    create.add_argument(
-        "--ttl",
-        type=parse_ttl,
-        default=_DEFAULT_TTL,
-        help="lifetime, e.g. 3600, 15m, 12h or 30d; none (or never) for no expiry "
-        "(default: none for devices, 30d for operators and admins)",
-    )
-    create.add_argument("--storage", help="to find the default key file (MINDPROJECT_STORAGE)")
-    create.add_argument("--secret-key-file", help="key file (MINDPROJECT_SECRET_KEY_FILE)")
-    create.add_argument(
-        "--create-key",
-        action="store_true",
-        help="make the key file if it does not exist (otherwise that is an error)",
-    )
-
-    for name, text in (
-        ("revoke", "revoke every token a device holds"),
-        ("unrevoke", "undo a device's revocation"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("device_id")
-        command.add_argument(
-            "--url", default=os.environ.get("MINDPROJECT_URL", "http://127.0.0.1:5000")
-        )
-        command.add_argument(
-            "--token",
-            default=os.environ.get("MINDPROJECT_TOKEN"),
-            help="an admin token (env MINDPROJECT_TOKEN)",
-        )
-    return parser
-
-
 def _settings_from(args: argparse.Namespace, names: set[str]) -> Settings:
     options: dict[str, Any] = {name: getattr(args, name, None) for name in names}
     return load_settings(**options)
 
 
-def _token_create(args: argparse.Namespace) -> int:
+def token_create(args: argparse.Namespace) -> int:
     """Sign with the key `serve` would use (same settings, same default file); never make a key
     by surprise: a token signed by a fresh key in the wrong folder is one the server rejects."""
     from mindproject.auth.keys import default_key_file, ensure_key_file, key_id, load_keys
@@ -150,7 +77,7 @@ def _token_create(args: argparse.Namespace) -> int:
     keys = load_keys(settings)
     role = Role.DEVICE if args.device else Role(args.role)
     ttl = args.ttl
-    if ttl is _DEFAULT_TTL:
+    if ttl is DEFAULT_TTL:
         ttl = None if role is Role.DEVICE else STAFF_TOKEN_TTL
     print(issue_token(keys, role, device_id=args.device, ttl_seconds=ttl))
     # stderr: `export TOKEN=$(mindproject token create ...)` keeps working.
@@ -158,13 +85,13 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from mindproject.server import serve
+def serve(args: argparse.Namespace) -> int:
+    from mindproject.server import serve as run_server
 
     settings = _settings_from(args, set(Settings.model_fields) - _ENV_ONLY)
     if settings.auth == "token":
-        settings = _prepare_keys(settings)
-    serve(settings)
+        settings = prepare_keys(settings)
+    run_server(settings)
     return 0
 
 
@@ -181,7 +108,7 @@ def self_command() -> str:
     return str(argv0) if "/" in sys.argv[0] else str(argv0.resolve())
 
 
-def _prepare_keys(settings: Settings) -> Settings:
+def prepare_keys(settings: Settings) -> Settings:
     """Check the keys before any worker starts. With no key configured and files on local disk,
     make the key file; only when it is new, print an admin token and curl lines to get going
     (a restart must not put a fresh live token into the logs)."""
@@ -217,36 +144,3 @@ def _prepare_keys(settings: Settings) -> Settings:
         file=sys.stderr,
     )
     return settings
-
-
-def _revocation(args: argparse.Namespace) -> int:
-    from mindproject.client import Client
-
-    client = Client(args.url, args.token)
-    result = (
-        client.revoke(args.device_id)
-        if args.command == "revoke"
-        else client.unrevoke(args.device_id)
-    )
-    print(json.dumps(result))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "token":
-            return _token_create(args)
-        return _revocation(args)
-    except ConfigurationError as exc:
-        print(f"mindproject: {exc.message}", file=sys.stderr)
-        return 2
-    except MindProjectError as exc:
-        print(f"mindproject: {exc.message}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
