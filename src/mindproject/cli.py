@@ -177,14 +177,18 @@ def _prepare_keys(settings: Settings) -> Settings:
 
 
 def _revocation(args: argparse.Namespace) -> int:
-    from mindproject.client import Client
+    from mindproject.client import Client, ClientError
 
-    client = Client(args.url, args.token)
-    result = (
-        client.revoke(args.device_id)
-        if args.command == "revoke"
-        else client.unrevoke(args.device_id)
-    )
+    try:
+        with Client(args.url, args.token) as client:
+            result = (
+                client.revoke(args.device_id)
+                if args.command == "revoke"
+                else client.unrevoke(args.device_id)
+            )
+    except ClientError as exc:  # the SDK's errors are its own, not the server's
+        print(f"mindproject: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(result))
     return 0
 
