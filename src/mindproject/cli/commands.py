@@ -15,12 +15,19 @@ from mindproject.cli import output
 from mindproject.cli.failures import UsageError, describe
 from mindproject.cli.profiles import resolve, save_profile
 from mindproject.cli.progress import bars
-from mindproject.client import Client, Version
+from mindproject.client import Client, RetryPolicy, Version
+
+
+def _retry(args: argparse.Namespace) -> RetryPolicy | None:
+    tries = args.tries or int(os.environ.get("MINDPROJECT_TRIES") or 0)
+    if tries < 0:
+        raise UsageError("--tries needs 1 or more")
+    return RetryPolicy(attempts=tries) if tries else None
 
 
 def client_for(args: argparse.Namespace) -> Client:
     target = resolve(args.url, args.token, args.profile)
-    return Client(target.url, target.token)
+    return Client(target.url, target.token, retry=_retry(args))
 
 
 def login(args: argparse.Namespace) -> int:
@@ -57,18 +64,21 @@ def upload(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise UsageError("--parallel needs 1 or more")
     target = resolve(args.url, args.token, args.profile)
+    retry = _retry(args)
     # One client per thread: each keeps its own connection.
     local = threading.local()
+    made: list[Client] = []
 
     def client() -> Client:
         if not hasattr(local, "client"):
-            local.client = Client(target.url, target.token)
-        made: Client = local.client
-        return made
+            local.client = Client(target.url, target.token, retry=retry)
+            made.append(local.client)
+        mine: Client = local.client
+        return mine
 
     results: list[dict[str, Any]] = []
     failures: list[tuple[int, str]] = []
-    with bars(args.quiet or args.json or args.jsonl) as progress:
+    with bars(args.quiet) as progress:
 
         def one(path: Path) -> None:
             try:
@@ -95,6 +105,8 @@ def upload(args: argparse.Namespace) -> int:
         else:
             with ThreadPoolExecutor(max_workers=args.parallel) as pool:
                 list(pool.map(one, files))
+    for each in made:
+        each.close()
     if args.json:
         output.emit_json(results)
     for _, line in failures:
@@ -108,29 +120,21 @@ def _default_name(version: Version) -> str:
 
 
 def download(args: argparse.Namespace) -> int:
-    client = client_for(args)
-    # The version first: it names the file, and the bytes then come from exactly that version.
-    version = client.get(args.device, args.version) if args.version else client.latest(args.device)
-    destination = args.output or _default_name(version)
-    with bars(args.quiet or destination == "-") as progress:
-        callback = progress.callback(destination if destination != "-" else args.device)
+    if args.output == "-" and (args.json or args.jsonl):
+        raise UsageError("-o - puts the file on stdout: no room for --json there")
+    with client_for(args) as client:
+        # The version first: it names the file, and the bytes then come from that version.
+        known = client.get(args.device, args.version) if args.version else None
+        version = known or client.latest(args.device)
+        destination = args.output or _default_name(version)
+        with bars(args.quiet) as progress:
+            label = args.device if destination == "-" else Path(destination).name
+            callback = progress.callback(label)
+            # A path: the SDK writes beside it and renames once verified (never a wrong file).
+            sink = sys.stdout.buffer if destination == "-" else Path(destination)
+            stored = client.download(args.device, sink, version=version.version, progress=callback)
         if destination == "-":
-            stored = client.download(
-                args.device, sys.stdout.buffer, version=version.version, progress=callback
-            )
             sys.stdout.buffer.flush()
-        else:
-            path = Path(destination)
-            # Bytes land in a side file, renamed only once verified: never a wrong file in place.
-            partial = path.with_name(f".{path.name}.part")
-            try:
-                stored = client.download(
-                    args.device, partial, version=version.version, progress=callback
-                )
-                partial.replace(path)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
     record = output.version_dict(stored) | {"path": destination}
     if args.json or args.jsonl:
         output.emit_json(record)
@@ -144,30 +148,35 @@ def download(args: argparse.Namespace) -> int:
 
 
 def devices(args: argparse.Namespace) -> int:
-    names: Iterator[str] = client_for(args).devices(prefix=args.prefix)
-    if args.jsonl:
-        output.emit_jsonl(names)
-    elif args.json:
-        output.emit_json(list(names))
-    else:
-        output.table(["device"], ([name] for name in names))
+    with client_for(args) as client:
+        names: Iterator[str] = client.devices(prefix=args.prefix)
+        if args.jsonl:
+            output.emit_jsonl(names)  # page by page, as they come
+        elif args.json:
+            output.emit_json(list(names))
+        else:
+            output.table(["device"], ([name] for name in names))
     return 0
 
 
 def history(args: argparse.Namespace) -> int:
-    versions = (output.version_dict(v) for v in client_for(args).history(args.device))
-    if args.jsonl:
-        output.emit_jsonl(versions)
-    elif args.json:
-        output.emit_json(list(versions))
-    else:
-        rows = (output.version_row(v) for v in versions)
-        output.table(output.VERSION_COLUMNS, rows)
+    with client_for(args) as client:
+        versions = (output.version_dict(v) for v in client.history(args.device))
+        if args.jsonl:
+            output.emit_jsonl(versions)
+        elif args.json:
+            output.emit_json(list(versions))
+        else:
+            output.table(output.VERSION_COLUMNS, (output.version_row(v) for v in versions))
     return 0
 
 
 def remove(args: argparse.Namespace) -> int:
-    client = client_for(args)
+    with client_for(args) as client:
+        return _remove(client, args)
+
+
+def _remove(client: Client, args: argparse.Namespace) -> int:
     if args.version:
         client.delete_version(args.device, args.version)
         result: dict[str, Any] = {"device_id": args.device, "version": args.version}

@@ -56,7 +56,7 @@ def _client_failure(exc: BaseException) -> tuple[int, str] | None:
     if isinstance(exc, VerificationError):
         return VERIFICATION, f"verification failed: {exc}"
     if isinstance(exc, NetworkError):
-        return NETWORK, f"network gave up after retries: {exc}"
+        return NETWORK, f"network: {exc}"  # the SDK says how many tries it made
     if isinstance(exc, ClientError):
         return REFUSED, str(exc)
     return None

@@ -46,6 +46,12 @@ def _target_options() -> argparse.ArgumentParser:
     where.add_argument(
         "--profile", help="a profile saved by `mindproject login` (env MINDPROJECT_PROFILE)"
     )
+    where.add_argument(
+        "--tries",
+        type=int,
+        default=None,
+        help="tries per request before giving up (env MINDPROJECT_TRIES; default 5)",
+    )
     return common
 
 
