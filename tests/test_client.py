@@ -102,9 +102,9 @@ def test_resumable_upload_survives_a_restart_of_the_calling_process(
         if done >= 2 * MiB:
             raise Reboot
 
-    with admin(sdk_server, tmp_path, resumable_threshold=MiB, chunk_size=MiB) as first:
-        with pytest.raises(Reboot):
-            first.upload("tus-2", source, progress=die_after_two_chunks)
+    first = admin(sdk_server, tmp_path, resumable_threshold=MiB, chunk_size=MiB)
+    with first, pytest.raises(Reboot):
+        first.upload("tus-2", source, progress=die_after_two_chunks)
     state_file = tmp_path / "state" / "resumable-uploads.json"
     assert state_file.stat().st_mode & 0o777 == 0o600
     starts: list[int] = []
