@@ -178,6 +178,32 @@ def test_login_profiles_and_overrides(live_server: RunningServer, tmp_path: Path
     assert "no profile 'nope'" in no_traceback(missing)
 
 
+@pytest.mark.server
+def test_client_commands_import_no_server_module(live_server: RunningServer) -> None:
+    """A device or a laptop runs the client commands without the server's stack (Starlette,
+    pydantic, obstore, the settings) being loaded."""
+    program = (
+        "import sys\n"
+        "from mindproject.cli.main import main\n"
+        "code = main(sys.argv[1:])\n"
+        "server = ('starlette', 'uvicorn', 'pydantic', 'obstore', 'mindproject.config',"
+        " 'mindproject.app', 'mindproject.storage', 'mindproject.auth')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(server)), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    run_cli("--version")  # marks the test as one that runs the CLI (see helpers.run_cli)
+    result = subprocess.run(
+        [sys.executable, "-c", program, "devices", "--json"],
+        env={**os.environ, "MINDPROJECT_URL": live_server.url, "MINDPROJECT_TOKEN": make_token()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "[]"
+
+
 def test_profiles_file_round_trips_awkward_values(tmp_path: Path) -> None:
     import tomllib
 
