@@ -345,6 +345,57 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert (tmp_path / "out.bin").read_bytes() == data
 
 
+@pytest.mark.server
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (make test installs it)")
+def test_upload_bar_stays_and_quiet_draws_none(live_server: RunningServer, tmp_path: Path) -> None:
+    """An upload on a terminal leaves its finished bar and the version line; `--quiet` draws
+    nothing but the version line."""
+    assert TMUX is not None
+    run_cli("--version")  # marks the test as one that runs the CLI (see helpers.run_cli)
+    socket = f"mp-test-{uuid.uuid4().hex[:8]}"
+    tmux = [TMUX, "-L", socket, "-f", "/dev/null"]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * MiB))  # above the 8 MiB threshold: resumable
+    base = (
+        f"env MINDPROJECT_URL={live_server.url} MINDPROJECT_TOKEN={make_token()} "
+        f"XDG_CACHE_HOME={tmp_path / 'cache'} {sys.executable} -m mindproject.cli upload tmux-1"
+    )
+    panes = {}
+    # The shell echoes the command line: the marker is split there, whole only in the output.
+    try:
+        for name, extra in (("loud", ""), ("quiet", " --quiet")):
+            subprocess.run(
+                [*tmux, "new-session", "-d", "-x", "150", "-y", "10", "-s", name],
+                check=True,
+                timeout=30,
+            )
+            subprocess.run(
+                [*tmux, "send-keys", "-t", name, f'{base} {big}{extra}; echo "EX""IT=$?"', "Enter"],
+                check=True,
+                timeout=30,
+            )
+
+            def done(name: str = name) -> bool:
+                pane = subprocess.run(
+                    [*tmux, "capture-pane", "-p", "-J", "-t", name],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                ).stdout
+                panes[name] = pane
+                return "EXIT=" in pane
+
+            wait_for(done, f"the {name} upload to finish in tmux", timeout=120)
+    finally:
+        subprocess.run([*tmux, "kill-server"], timeout=30, check=False)
+    assert "EXIT=0" in panes["loud"]
+    assert "━" in panes["loud"] and "12.0/12.0 MiB" in panes["loud"]
+    assert re.search(r"big\.bin -> tmux-1 version \S+ \(12\.0 MiB", panes["loud"])
+    assert "EXIT=0" in panes["quiet"]
+    assert "━" not in panes["quiet"] and "MiB/" not in panes["quiet"]
+    assert "-> tmux-1 version" in panes["quiet"]
+
+
 def _bash_complete(script: str, words: list[str]) -> list[str]:
     line = " ".join(f"'{w}'" for w in words)
     program = (
