@@ -204,6 +204,24 @@ def test_client_commands_import_no_server_module(live_server: RunningServer) -> 
     assert result.stderr.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("run-7.csv", "run-7.csv"),
+        ("../../etc/passwd", "passwd"),
+        ("..", "d-v1"),
+        ("C:\\logs\\a.bin", "a.bin"),
+        (None, "d-v1"),
+    ],
+)
+def test_download_names_the_file_safely(filename: str | None, expected: str) -> None:
+    from mindproject.cli.commands import default_name
+    from mindproject.client import Version
+
+    version = Version("d", "v1", 1, "0" * 64, "2026-12-02T08:00:00Z", filename, None)
+    assert default_name(version) == expected
+
+
 def test_profiles_file_round_trips_awkward_values(tmp_path: Path) -> None:
     import tomllib
 

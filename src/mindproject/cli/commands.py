@@ -114,9 +114,12 @@ def upload(args: argparse.Namespace) -> int:
     return max((code for code, _ in failures), default=0)
 
 
-def _default_name(version: Version) -> str:
-    name = Path(version.filename or "").name
-    return name or f"{version.device_id}-{version.version}"
+def default_name(version: Version) -> str:
+    """The uploaded file's base name (the server's word: never a path, never `..`)."""
+    name = Path((version.filename or "").replace("\\", "/")).name
+    if name in ("", ".", ".."):
+        return f"{version.device_id}-{version.version}"
+    return name
 
 
 def download(args: argparse.Namespace) -> int:
@@ -126,7 +129,7 @@ def download(args: argparse.Namespace) -> int:
         # The version first: it names the file, and the bytes then come from that version.
         known = client.get(args.device, args.version) if args.version else None
         version = known or client.latest(args.device)
-        destination = args.output or _default_name(version)
+        destination = args.output or default_name(version)
         with bars(args.quiet) as progress:
             label = args.device if destination == "-" else Path(destination).name
             callback = progress.callback(label)
