@@ -173,6 +173,10 @@ def test_login_profiles_and_overrides(live_server: RunningServer, tmp_path: Path
     assert run_cli("devices", env=bad_env, clean_env=True).returncode == 3
     flagged = run_cli("devices", "--url", live_server.url, env=bad_env, clean_env=True)
     assert flagged.returncode == 0, flagged.stderr
+    before = run_cli("--url", live_server.url, "devices", env=bad_env, clean_env=True)
+    assert before.returncode == 0, before.stderr  # before the command works too
+    lab_first = run_cli("--profile", "lab", "devices", env=env, clean_env=True)
+    assert lab_first.returncode == 3
     missing = run_cli("devices", "--profile", "nope", env=env, clean_env=True)
     assert missing.returncode == 2
     assert "no profile 'nope'" in no_traceback(missing)

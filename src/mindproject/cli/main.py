@@ -7,6 +7,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from mindproject import __version__
 
@@ -38,20 +39,34 @@ def parse_ttl(text: str) -> int | None:
     return seconds
 
 
-def _target_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    where = common.add_argument_group("server")
-    where.add_argument("--url", help="the server (env MINDPROJECT_URL; else the profile's)")
-    where.add_argument("--token", help="bearer token (env MINDPROJECT_TOKEN; else the profile's)")
+def _target_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Which server: accepted before the command (`mindproject --profile lab devices`) and
+    after it. The command's copies default to SUPPRESS, so they never blank a value given
+    before the command."""
+    unset: Any = None if top else argparse.SUPPRESS
+    where = parser.add_argument_group("server")
     where.add_argument(
-        "--profile", help="a profile saved by `mindproject login` (env MINDPROJECT_PROFILE)"
+        "--url", default=unset, help="the server (env MINDPROJECT_URL; else the profile's)"
+    )
+    where.add_argument(
+        "--token", default=unset, help="bearer token (env MINDPROJECT_TOKEN; else the profile's)"
+    )
+    where.add_argument(
+        "--profile",
+        default=unset,
+        help="a profile saved by `mindproject login` (env MINDPROJECT_PROFILE)",
     )
     where.add_argument(
         "--tries",
         type=int,
-        default=None,
+        default=unset,
         help="tries per request before giving up (env MINDPROJECT_TRIES; default 5)",
     )
+
+
+def _target_parent() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _target_options(common, top=False)
     return common
 
 
@@ -74,8 +89,9 @@ def build_parser(*, settings_flags: bool = True) -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=__version__)
+    _target_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    target = _target_options()
+    target = _target_parent()
     shapes = _format_options()
 
     serve = commands.add_parser("serve", help="serve the HTTP API")
@@ -165,8 +181,7 @@ def build_parser(*, settings_flags: bool = True) -> argparse.ArgumentParser:
 
 
 def _needs_settings(argv: list[str]) -> bool:
-    first = next((word for word in argv if not word.startswith("-")), None)
-    return first in ("serve", "completion")
+    return "serve" in argv or "completion" in argv
 
 
 def _handler(command: str) -> Callable[[argparse.Namespace], int]:
