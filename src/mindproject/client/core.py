@@ -75,6 +75,11 @@ class Body:
             if self.on_sent:
                 self.on_sent(sent)
 
+    def release(self) -> None:
+        """Drop the bytes once the request is over: the response keeps a reference to its
+        request (and so to this body), and the next chunk must not join it in memory."""
+        self.data = b""
+
     async def aslices(self) -> AsyncIterator[bytes]:
         for piece in self.slices():
             yield piece
@@ -545,8 +550,8 @@ class Core:
                 break
             start = offset
             length = min(self.chunk_size, size - offset)
-            data = source.read_at(offset, length)
-            checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+            body = Body(source.read_at(offset, length))
+            checksum = base64.b64encode(hashlib.sha256(body.data).digest()).decode()
             headers = self._tus_headers(
                 {
                     "Content-Type": "application/offset+octet-stream",
@@ -560,12 +565,15 @@ class Core:
                 if progress:
                     progress(start + sent, size)
 
+            body.on_sent = on_sent
             retry_after: float | None = None
             try:
-                response = yield Send("PATCH", upload_url, headers, Body(data, on_sent))
+                response = yield Send("PATCH", upload_url, headers, body)
             except httpx.TransportError as exc:
+                body.release()
                 error: BaseException = exc
             else:
+                body.release()
                 status = response.status_code
                 if status == 204:
                     try:
