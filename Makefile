@@ -10,8 +10,9 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-# Debian packages the test suite uses: the S3 server (Ceph RADOS Gateway) and curl.
-APT_PACKAGES := radosgw ceph-mon ceph-osd curl
+# Debian packages the test suite uses: the S3 server (Ceph RADOS Gateway), curl, tmux (the
+# CLI's progress bars as a person sees them on a terminal) and zsh (its completion script).
+APT_PACKAGES := radosgw ceph-mon ceph-osd curl tmux zsh
 # Extra targets `make test` runs before pytest (fragments append to this).
 TEST_PREREQS :=
 

@@ -80,9 +80,31 @@ def test_multipart_without_boundary_rejected(client: httpx.Client) -> None:
     assert_error(response, 400, "malformed_body")
 
 
-def test_wrong_content_type_is_415(client: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "stored"),
+    [
+        ("application/json", "application/json"),
+        ("text/plain; charset=utf-8", "text/plain"),
+        # curl --data-binary and wget --body-file send this by default: not the file's type.
+        ("application/x-www-form-urlencoded", "application/octet-stream"),
+        ("not a type", "application/octet-stream"),
+    ],
+)
+def test_any_non_multipart_body_is_the_file(
+    client: httpx.Client, content_type: str, stored: str
+) -> None:
     response = client.put(
-        "/api/devices/d", content=b"{}", headers={"Content-Type": "application/json"}
+        "/api/devices/d", content=b"a=1&b=2", headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["content_type"] == stored
+    assert client.get("/api/devices/d?encoding=raw").content == b"a=1&b=2"
+
+
+def test_multipart_other_than_form_data_is_415(client: httpx.Client) -> None:
+    """An envelope of parts is not a file: kept as one, it would hold the boundaries."""
+    response = client.put(
+        "/api/devices/d", content=b"--x--", headers={"Content-Type": "multipart/mixed; boundary=x"}
     )
     assert_error(response, 415, "unsupported_media_type")
     nothing_stored(client)

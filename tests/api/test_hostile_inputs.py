@@ -468,14 +468,12 @@ ROWS += [
     ),
 ]
 
-# Wrong content types.
+# Content types that cannot be a file: multipart envelopes other than form-data. (Any other
+# type is taken as the raw file, as curl --data-binary and wget --body-file send it.)
 for name, content_type in [
-    ("json", "application/json"),
-    ("text", "text/plain"),
-    ("urlencoded", "application/x-www-form-urlencoded"),
     ("multipart-mixed", "multipart/mixed; boundary=XyZ"),
-    ("xml", "application/xml"),
-    ("octet-typo", "application/octet-streams"),
+    ("multipart-related", "multipart/related; boundary=XyZ"),
+    ("multipart-alternative", "multipart/alternative; boundary=XyZ"),
 ]:
     ROWS.append(
         Row(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,7 +27,10 @@ from mindproject.multipart import (
 )
 from mindproject.streams import ExpectedDigests, MeasuredStream
 
-RAW_TYPES = ("application/octet-stream",)
+RAW_TYPE = "application/octet-stream"
+# What `curl --data-binary @f` and `wget --body-file=f` send by default: never the file's own type.
+FORM_DEFAULT_TYPES = ("application/x-www-form-urlencoded",)
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 
 CONTENT_DIGEST = Parameter(
     "Content-Digest",
@@ -114,15 +118,26 @@ async def read_upload(request: Request, max_bytes: int, body_timeout: float) -> 
         # The size limit applies to the file; the form's envelope adds a few hundred bytes.
         stream = MeasuredStream(form, max_bytes=max_bytes, expected=expected)
         return UploadBody(stream, form.filename, form.content_type)
-    if media_type in RAW_TYPES or not media_type:
-        stream = MeasuredStream(
-            socket_chunks(request, body_timeout),
-            max_bytes=max_bytes,
-            expected=expected,
-            declared_length=length,
+    if media_type.startswith("multipart/"):
+        # An envelope around parts, not a file: storing it would keep the boundaries.
+        raise UnsupportedMediaType(
+            "send multipart/form-data with a 'file' field, or the file itself as the body"
         )
-        filename = request.headers.get(X_FILENAME.name, "").encode("latin-1", errors="replace")
-        return UploadBody(stream, clean_filename(filename), media_type or None)
-    raise UnsupportedMediaType(
-        "send multipart/form-data with a 'file' field, or application/octet-stream"
+    stream = MeasuredStream(
+        socket_chunks(request, body_timeout),
+        max_bytes=max_bytes,
+        expected=expected,
+        declared_length=length,
     )
+    filename = request.headers.get(X_FILENAME.name, "").encode("latin-1", errors="replace")
+    return UploadBody(stream, clean_filename(filename), stored_type(media_type))
+
+
+def stored_type(media_type: str) -> str | None:
+    """The content type kept for a raw body: as sent when it is a plain `type/subtype`, but
+    `application/octet-stream` for a form default or anything malformed."""
+    if not media_type:
+        return None
+    if media_type in FORM_DEFAULT_TYPES or not MEDIA_TYPE.fullmatch(media_type):
+        return RAW_TYPE
+    return media_type

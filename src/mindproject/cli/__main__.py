@@ -1,0 +1,5 @@
+import sys
+
+from mindproject.cli.main import main
+
+sys.exit(main())

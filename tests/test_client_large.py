@@ -1,0 +1,265 @@
+"""The SDK with big files and faults, against real `mindproject serve` processes: round trips
+on the file backend and on the local S3 server, and a server killed (SIGKILL) in the middle of
+a 1 GiB upload and of its download, restarted on the same data folder while the client (a
+separate process, so its memory is its own) keeps going. A counting TCP relay between them
+measures the bytes that crossed the wire."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from mindproject.client import Client, RetryPolicy
+from tests.helpers import REPO, make_token, run_server, wait_for
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+SERVER_ENV = {"MINDPROJECT_RATE_LIMIT_PER_MINUTE": "0", "MINDPROJECT_SHUTDOWN_DRAIN_SECONDS": "0"}
+
+
+def random_file(path: Path, size: int) -> str:
+    """`size` random bytes at `path`, written a piece at a time; answers their sha256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            piece = os.urandom(min(8 * MiB, left))
+            digest.update(piece)
+            handle.write(piece)
+            left -= len(piece)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for piece in iter(lambda: handle.read(8 * MiB), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def round_trips(url: str, tmp_path: Path, sizes: list[int]) -> None:
+    with Client(url, make_token(), state_dir=tmp_path / "state") as client:
+        for size in sizes:
+            source = tmp_path / f"in-{size}.bin"
+            sha = random_file(source, size)
+            stored = client.upload(f"big-{size}", source)
+            assert (stored.size, stored.sha256) == (size, sha)
+            target = tmp_path / f"out-{size}.bin"
+            assert client.download(f"big-{size}", target) == stored
+            assert file_sha256(target) == sha
+            source.unlink()
+            target.unlink()
+
+
+@pytest.mark.server
+@pytest.mark.s3
+def test_small_round_trips_on_s3(s3_bucket: str, tmp_path: Path) -> None:
+    with run_server(tmp_path, f"s3://{s3_bucket}/telemetry", env=SERVER_ENV) as server:
+        round_trips(server.url, tmp_path, [0, 1, MiB])
+
+
+@pytest.mark.server
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["file", pytest.param("s3", marks=pytest.mark.s3)])
+def test_300_mib_round_trip(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Above the threshold: tus up in 8 MiB chunks, a streamed raw download back."""
+    if backend == "s3":
+        storage = f"s3://{request.getfixturevalue('s3_bucket')}/telemetry"
+    else:
+        storage = f"file://{tmp_path / 'data'}"
+    with run_server(tmp_path, storage, env=SERVER_ENV) as server:
+        round_trips(server.url, tmp_path, [300 * MiB])
+
+
+class CountingRelay:
+    """A TCP relay on 127.0.0.1 that counts the bytes it forwards each way. Its upstream port
+    can change, so a server restarted elsewhere is behind the same address."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.up = 0  # client to server
+        self.down = 0  # server to client
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            self._sockets.append(client)
+            thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        except OSError:
+            client.close()  # the server is down: the client sees a cut connection
+            return
+        self._sockets.append(upstream)
+        back = threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True)
+        back.start()
+        self._pump(client, upstream, True)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, up: bool) -> None:
+        try:
+            while data := source.recv(256 * 1024):
+                sink.sendall(data)
+                with self._lock:
+                    if up:
+                        self.up += len(data)
+                    else:
+                        self.down += len(data)
+        except OSError:
+            pass
+        for sock in (source, sink):  # one side gone: cut the other too, as a network would
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        # shutdown(), not just close(), wakes a thread blocked in accept() or recv().
+        for sock in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._accepting.join()
+        for thread in self._threads:
+            thread.join()
+
+
+CLIENT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from mindproject.client import Client, RetryPolicy
+
+url, token, source, target, state = sys.argv[1:6]
+# Patient enough to outlast a server restart (a second or two) twice over.
+policy = RetryPolicy(attempts=40, base_delay=0.2, max_delay=2.0)
+with Client(url, token, retry=policy, state_dir=Path(state)) as client:
+    up = client.upload("killed-1", source)
+    print("uploaded", flush=True)
+    down = client.download("killed-1", target)
+status = Path("/proc/self/status").read_text()
+peak = next(int(l.split()[1]) * 1024 for l in status.splitlines() if l.startswith("VmHWM:"))
+server_modules = [m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn", "obstore")]
+print(json.dumps({"sha256": up.sha256, "down_sha256": down.sha256, "size": up.size,
+                  "peak_rss": peak, "server_modules": server_modules}), flush=True)
+"""
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_server_killed_mid_upload_and_mid_download_of_1_gib(tmp_path: Path) -> None:
+    """SIGKILL at about 40 % of the upload, then again at about 40 % of the download; a new
+    server on the same data folder takes over. The client process finishes both from where the
+    server stopped: fewer than 2 GiB cross the wire each way, the sha256 match, and its peak
+    RSS stays under 64 MiB."""
+    source = tmp_path / "one-gib.bin"
+    sha = random_file(source, GiB)
+    storage = f"file://{tmp_path / 'data'}"
+    with contextlib.ExitStack() as servers:
+        server = servers.enter_context(run_server(tmp_path, storage, env=SERVER_ENV))
+        relay = CountingRelay(int(server.url.rsplit(":", 1)[1]))
+        servers.callback(relay.close)
+        client = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CLIENT_SCRIPT,
+                relay.url,
+                make_token("device", "killed-1"),
+                str(source),
+                str(tmp_path / "back.bin"),
+                str(tmp_path / "state"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        servers.callback(lambda: client.poll() is None and client.kill())
+
+        def kill_and_restart() -> None:
+            nonlocal server
+            os.kill(server.pid, signal.SIGKILL)
+            server.process.wait()
+            server = servers.enter_context(run_server(tmp_path, storage, env=SERVER_ENV))
+            relay.upstream_port = int(server.url.rsplit(":", 1)[1])
+
+        # Bounds on the waits (a hang guard), not a claim about speed.
+        wait_for(lambda: relay.up > 400 * MiB, "400 MiB of the upload", timeout=900)
+        kill_and_restart()
+        wait_for(lambda: relay.down > 400 * MiB, "400 MiB of the download", timeout=900)
+        kill_and_restart()
+        stdout, stderr = client.communicate(timeout=900)
+        assert client.returncode == 0, stderr
+        result = json.loads(stdout.splitlines()[-1])
+        with Client(server.url, make_token()) as admin:
+            stored = admin.latest("killed-1")
+            assert len(list(admin.history("killed-1"))) == 1
+    assert (result["sha256"], result["down_sha256"], stored.sha256) == (sha, sha, sha)
+    assert file_sha256(tmp_path / "back.bin") == sha
+    assert result["server_modules"] == []
+    print(
+        f"\nbytes up {relay.up / MiB:.0f} MiB, down {relay.down / MiB:.0f} MiB, "
+        f"client peak RSS {result['peak_rss'] / MiB:.1f} MiB"
+    )
+    assert relay.up < 2 * GiB and relay.down < 2 * GiB
+    assert relay.up > GiB and relay.down > GiB  # it went through the relay
+    assert result["peak_rss"] < 64 * MiB
+
+
+@pytest.mark.server
+def test_retry_policy_outlasts_a_short_outage(tmp_path: Path) -> None:
+    """No server behind the address at first: the client retries connection errors with
+    backoff, and the call succeeds once a server is there."""
+    relay = CountingRelay(1)  # port 1: nothing listens, connections are cut at once
+    try:
+        storage = f"file://{tmp_path / 'data'}"
+        with run_server(tmp_path, storage, env=SERVER_ENV) as server:
+            attempts: list[int] = []
+            client = Client(
+                relay.url,
+                make_token(),
+                retry=RetryPolicy(attempts=10, base_delay=0.05, max_delay=0.2),
+                state_dir=tmp_path,
+            )
+            original = relay._serve
+
+            def serve_after_three(sock: socket.socket) -> None:
+                attempts.append(1)
+                if len(attempts) == 3:
+                    relay.upstream_port = int(server.url.rsplit(":", 1)[1])
+                original(sock)
+
+            relay._serve = serve_after_three  # type: ignore[method-assign]
+            assert client.devices_page().devices == []
+            assert len(attempts) >= 3
+    finally:
+        relay.close()
