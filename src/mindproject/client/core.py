@@ -240,8 +240,9 @@ def _seekable(handle: BinaryIO) -> bool:
 def _multipart(data: bytes, filename: str, content_type: str) -> tuple[bytes, bytes, str]:
     """The envelope around a file for a one-field multipart form: (head, tail, Content-Type)."""
     boundary = uuid.uuid4().hex
-    safe_name = filename.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D")
-    safe_name = safe_name.replace("\n", "%0A")
+    # A quoted-string, as the server's parser reads it; line breaks cannot be in a header.
+    safe_name = filename.replace("\\", "\\\\").replace('"', '\\"')
+    safe_name = safe_name.replace("\r", " ").replace("\n", " ")
     head = (
         f"--{boundary}\r\n"
         f'Content-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
