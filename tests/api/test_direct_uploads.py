@@ -365,6 +365,7 @@ def _big_blocks() -> Iterator[bytes]:
         yield index.to_bytes(8, "big") + seed[8:]
 
 
+@pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.s3
 def test_two_gib_direct_upload_in_bounded_server_memory(
