@@ -267,3 +267,11 @@ def test_the_client_imports_no_server_module() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_body_that_does_not_decode_is_a_response_error(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip")
+
+    with pytest.raises(ResponseError, match="unreadable"):
+        mock_client(handler, tmp_path).devices_page()

@@ -26,6 +26,7 @@ from mindproject.client.core import (
     Streamed,
     T,
 )
+from mindproject.client.errors import ResponseError
 from mindproject.client.models import DevicePage, Version, VersionPage
 from mindproject.client.resumable import default_state_dir
 from mindproject.client.retry import RetryPolicy
@@ -88,7 +89,9 @@ class Client:
                     elif isinstance(step, Emit):
                         yield step.data
                 except httpx.TransportError as exc:
-                    error = exc
+                    error = exc  # the core decides: retry, resume or give up
+                except httpx.HTTPError as exc:  # e.g. a body that does not decode
+                    error = ResponseError(f"unreadable answer: {exc}")
         finally:
             op.close()
             for streamed in opened:
