@@ -260,3 +260,18 @@ def test_small_upload_with_a_content_type_or_a_non_ascii_name_is_multipart(
         named = client.upload("mp-1", io.BytesIO(b"x"), filename='mesure "été".bin')
         assert named.filename == 'mesure "été".bin' and named.size == 1
         assert client.latest("mp-1") == named
+
+
+@pytest.mark.server
+def test_iter_bytes_stopped_early_frees_the_connection(
+    sdk_server: RunningServer, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * MiB)
+    with admin(sdk_server, tmp_path) as client:
+        client.upload("iter-1", io.BytesIO(data))
+        for _ in range(3):  # more than once: a leaked connection would show up as a hang
+            pieces = client.iter_bytes("iter-1")
+            first = next(pieces)
+            pieces.close()  # type: ignore[attr-defined]
+            assert data.startswith(first) and 0 < len(first) < len(data)
+        assert b"".join(client.iter_bytes("iter-1")) == data
