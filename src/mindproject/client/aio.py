@@ -12,7 +12,6 @@ import anyio
 import httpx
 
 from mindproject.client.core import (
-    READ_PIECE,
     Close,
     Core,
     Emit,
@@ -107,7 +106,7 @@ class AsyncClient:
         if not step.stream:
             return await self._http.send(request)
         response = await self._http.send(request, stream=True)
-        streamed = Streamed(response, response.aiter_bytes(READ_PIECE))
+        streamed = Streamed(response, response.aiter_bytes())
         opened.append(streamed)
         return streamed
 

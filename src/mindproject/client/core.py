@@ -667,7 +667,7 @@ class Core:
                     f"whose record says {info.sha256}"
                 )
             skip = 0
-            if received and response.status_code == 206:
+            if response.status_code == 206:
                 if not response.headers.get("content-range", "").startswith(f"bytes {received}-"):
                     yield Close(streamed)
                     raise ResponseError("the server answered another range than asked for")

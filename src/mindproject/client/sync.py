@@ -11,7 +11,6 @@ from typing import Any, BinaryIO
 import httpx
 
 from mindproject.client.core import (
-    READ_PIECE,
     Close,
     Core,
     Emit,
@@ -103,7 +102,7 @@ class Client:
         if not step.stream:
             return self._http.send(request)
         response = self._http.send(request, stream=True)
-        streamed = Streamed(response, response.iter_bytes(READ_PIECE))
+        streamed = Streamed(response, response.iter_bytes())
         opened.append(streamed)
         return streamed
 
