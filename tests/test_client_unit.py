@@ -311,3 +311,8 @@ async def test_async_client_retries_and_resumes_a_download_with_range(tmp_path: 
         stored = await client.download("d", sink)
     assert sink.getvalue() == data and stored.size == len(data)
     assert ranges == [None, "bytes=4-"]
+
+
+def test_a_url_without_scheme_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="http://"):
+        Client("127.0.0.1:5000", state_dir=tmp_path)

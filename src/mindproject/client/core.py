@@ -265,6 +265,9 @@ class Core:
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
+        if httpx.URL(url).scheme not in ("http", "https"):
+            # Fail now, not after a round of retries of a request that can never be sent.
+            raise ValueError(f"the server URL must start with http:// or https://, not {url!r}")
         self.base_url = url.rstrip("/")
         self.token = token
         self.retry = retry
