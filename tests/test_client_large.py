@@ -265,3 +265,58 @@ def test_retry_policy_outlasts_a_short_outage(tmp_path: Path) -> None:
             assert relay.connections >= 3
     finally:
         relay.close()
+
+
+RESTARTED_CLIENT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from mindproject.client import Client, RetryPolicy
+
+url, token, source, state = sys.argv[1:5]
+first: list[int] = []
+
+def note_first(done, total):
+    if not first:
+        first.append(done)
+
+with Client(url, token, resumable_threshold=1 << 20, chunk_size=1 << 20,
+            state_dir=Path(state)) as client:
+    stored = client.upload("rebooted-1", source, progress=note_first)
+print(json.dumps({"sha256": stored.sha256, "first_progress": first[0]}), flush=True)
+"""
+
+
+@pytest.mark.server
+def test_client_process_killed_mid_upload_resumes_from_the_state_file(tmp_path: Path) -> None:
+    """SIGKILL the uploading process (a device losing power), start a new one: it finds the
+    upload's URL in the state file and sends only what the server does not have."""
+    source = tmp_path / "sixty-four.bin"
+    sha = random_file(source, 64 * MiB)
+    with run_server(tmp_path, f"file://{tmp_path / 'data'}", env=SERVER_ENV) as server:
+        relay = CountingRelay(int(server.url.rsplit(":", 1)[1]))
+        try:
+            args = [
+                sys.executable,
+                "-c",
+                RESTARTED_CLIENT_SCRIPT,
+                relay.url,
+                make_token("device", "rebooted-1"),
+                str(source),
+                str(tmp_path / "state"),
+            ]
+            first = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=REPO)
+            wait_for(lambda: relay.up > 20 * MiB, "20 MiB of the first try", timeout=300)
+            first.kill()
+            first.wait()
+            second = subprocess.run(
+                args, capture_output=True, text=True, cwd=REPO, timeout=300, check=True
+            )
+            result = json.loads(second.stdout.splitlines()[-1])
+        finally:
+            relay.close()
+    print(
+        f"\nbytes up {relay.up / MiB:.1f} MiB, second process started at {result['first_progress']}"
+    )
+    assert result["sha256"] == sha
+    assert result["first_progress"] > 10 * MiB  # resumed, not restarted
+    assert relay.up < 64 * MiB + 24 * MiB  # the file once, plus what the first try lost
