@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mindproject.client import (
@@ -215,3 +216,62 @@ async def test_async_client_round_trip(sdk_server: RunningServer, tmp_path: Path
         pieces = [p async for p in client.iter_bytes("async-1", version=first.version)]
         assert b"".join(pieces) == small
         assert await client.get("async-1", first.version) == first
+
+
+class LoseFirstAnswer(httpx.HTTPTransport):
+    """A real transport that drops the answer to the first PUT after the server stored it, as a
+    cut connection would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "PUT" and not self.lost:
+            self.lost += 1
+            response.read()
+            response.close()
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+@pytest.mark.server
+def test_a_lost_answer_is_retried_without_storing_twice(
+    sdk_server: RunningServer, tmp_path: Path
+) -> None:
+    transport = LoseFirstAnswer()
+    policy = RetryPolicy(base_delay=0)
+    with admin(sdk_server, tmp_path, transport=transport, retry=policy) as client:
+        stored = client.upload("idem-1", io.BytesIO(b"reading 7"), filename="r7")
+        assert transport.lost == 1 and stored.replayed
+        assert [v.version for v in client.history("idem-1")] == [stored.version]
+
+
+@pytest.mark.server
+def test_small_upload_with_a_content_type_or_a_non_ascii_name_is_multipart(
+    sdk_server: RunningServer, tmp_path: Path
+) -> None:
+    with admin(sdk_server, tmp_path) as client:
+        typed = client.upload(
+            "mp-1", io.BytesIO(b"a,b\n"), filename="r.csv", content_type="text/csv"
+        )
+        assert (typed.filename, typed.content_type) == ("r.csv", "text/csv")
+        named = client.upload("mp-1", io.BytesIO(b"x"), filename='mesure "été".bin')
+        assert named.filename == 'mesure "été".bin' and named.size == 1
+        assert client.latest("mp-1") == named
+
+
+@pytest.mark.server
+def test_iter_bytes_stopped_early_frees_the_connection(
+    sdk_server: RunningServer, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * MiB)
+    with admin(sdk_server, tmp_path) as client:
+        client.upload("iter-1", io.BytesIO(data))
+        for _ in range(3):  # more than once: a leaked connection would show up as a hang
+            pieces = client.iter_bytes("iter-1")
+            first = next(pieces)
+            pieces.close()  # type: ignore[attr-defined]
+            assert data.startswith(first) and 0 < len(first) < len(data)
+        assert b"".join(client.iter_bytes("iter-1")) == data

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,8 @@ class CountingRelay:
         self.port = self._listener.getsockname()[1]
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
+        self.connections = 0
+        self.on_connect: Callable[[], None] | None = None  # called as each connection comes in
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
@@ -114,6 +117,9 @@ class CountingRelay:
             self._threads.append(thread)
 
     def _serve(self, client: socket.socket) -> None:
+        self.connections += 1
+        if self.on_connect is not None:
+            self.on_connect()
         try:
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
         except OSError:
@@ -203,7 +209,7 @@ def test_server_killed_mid_upload_and_mid_download_of_1_gib(tmp_path: Path) -> N
             text=True,
             cwd=REPO,
         )
-        servers.callback(lambda: client.poll() is None and client.kill())
+        servers.callback(client.kill)  # a no-op once it has exited
 
         def kill_and_restart() -> None:
             nonlocal server
@@ -243,23 +249,74 @@ def test_retry_policy_outlasts_a_short_outage(tmp_path: Path) -> None:
     try:
         storage = f"file://{tmp_path / 'data'}"
         with run_server(tmp_path, storage, env=SERVER_ENV) as server:
-            attempts: list[int] = []
             client = Client(
                 relay.url,
                 make_token(),
                 retry=RetryPolicy(attempts=10, base_delay=0.05, max_delay=0.2),
                 state_dir=tmp_path,
             )
-            original = relay._serve
 
-            def serve_after_three(sock: socket.socket) -> None:
-                attempts.append(1)
-                if len(attempts) == 3:
+            def server_back_at_the_third_try() -> None:
+                if relay.connections == 3:
                     relay.upstream_port = int(server.url.rsplit(":", 1)[1])
-                original(sock)
 
-            relay._serve = serve_after_three  # type: ignore[method-assign]
+            relay.on_connect = server_back_at_the_third_try
             assert client.devices_page().devices == []
-            assert len(attempts) >= 3
+            assert relay.connections >= 3
     finally:
         relay.close()
+
+
+RESTARTED_CLIENT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from mindproject.client import Client, RetryPolicy
+
+url, token, source, state = sys.argv[1:5]
+first: list[int] = []
+
+def note_first(done, total):
+    if not first:
+        first.append(done)
+
+with Client(url, token, resumable_threshold=1 << 20, chunk_size=1 << 20,
+            state_dir=Path(state)) as client:
+    stored = client.upload("rebooted-1", source, progress=note_first)
+print(json.dumps({"sha256": stored.sha256, "first_progress": first[0]}), flush=True)
+"""
+
+
+@pytest.mark.server
+def test_client_process_killed_mid_upload_resumes_from_the_state_file(tmp_path: Path) -> None:
+    """SIGKILL the uploading process (a device losing power), start a new one: it finds the
+    upload's URL in the state file and sends only what the server does not have."""
+    source = tmp_path / "sixty-four.bin"
+    sha = random_file(source, 64 * MiB)
+    with run_server(tmp_path, f"file://{tmp_path / 'data'}", env=SERVER_ENV) as server:
+        relay = CountingRelay(int(server.url.rsplit(":", 1)[1]))
+        try:
+            args = [
+                sys.executable,
+                "-c",
+                RESTARTED_CLIENT_SCRIPT,
+                relay.url,
+                make_token("device", "rebooted-1"),
+                str(source),
+                str(tmp_path / "state"),
+            ]
+            first = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=REPO)
+            wait_for(lambda: relay.up > 20 * MiB, "20 MiB of the first try", timeout=300)
+            first.kill()
+            first.wait()
+            second = subprocess.run(
+                args, capture_output=True, text=True, cwd=REPO, timeout=300, check=True
+            )
+            result = json.loads(second.stdout.splitlines()[-1])
+        finally:
+            relay.close()
+    print(
+        f"\nbytes up {relay.up / MiB:.1f} MiB, second process started at {result['first_progress']}"
+    )
+    assert result["sha256"] == sha
+    assert result["first_progress"] > 10 * MiB  # resumed, not restarted
+    assert relay.up < 64 * MiB + 24 * MiB  # the file once, plus what the first try lost

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +22,7 @@ import pytest
 
 from mindproject.client import (
     ApiError,
+    AsyncClient,
     Client,
     ClientError,
     NetworkError,
@@ -267,3 +268,51 @@ def test_the_client_imports_no_server_module() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_body_that_does_not_decode_is_a_response_error(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip")
+
+    with pytest.raises(ResponseError, match="unreadable"):
+        mock_client(handler, tmp_path).devices_page()
+
+
+@pytest.mark.anyio
+async def test_async_client_retries_and_resumes_a_download_with_range(tmp_path: Path) -> None:
+    """The async driver runs the same core: a 503, then a body cut after 4 bytes, then the rest
+    asked for with Range."""
+    data = b"0123456789"
+    ranges: list[str | None] = []
+    answers = {"history": 0}
+
+    async def cut_body() -> AsyncIterator[bytes]:
+        yield data[:4]
+        raise httpx.ReadError("connection reset")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/uploads"):
+            answers["history"] += 1
+            if answers["history"] == 1:
+                return httpx.Response(503)
+            return httpx.Response(200, json={"uploads": [version_json(data)], "next_cursor": None})
+        ranges.append(request.headers.get("range"))
+        headers = {"X-Content-SHA256": hashlib.sha256(data).hexdigest()}
+        if len(ranges) == 1:
+            return httpx.Response(200, headers=headers, content=cut_body())
+        headers["Content-Range"] = f"bytes 4-9/{len(data)}"
+        return httpx.Response(206, headers=headers, content=data[4:])
+
+    transport = httpx.MockTransport(handler)
+    async with AsyncClient(
+        "http://sdk.test", "t", retry=FAST, state_dir=tmp_path, transport=transport
+    ) as client:
+        sink = io.BytesIO()
+        stored = await client.download("d", sink)
+    assert sink.getvalue() == data and stored.size == len(data)
+    assert ranges == [None, "bytes=4-"]
+
+
+def test_a_url_without_scheme_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="http://"):
+        Client("127.0.0.1:5000", state_dir=tmp_path)

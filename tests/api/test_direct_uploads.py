@@ -365,6 +365,7 @@ def _big_blocks() -> Iterator[bytes]:
         yield index.to_bytes(8, "big") + seed[8:]
 
 
+@pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.server
 @pytest.mark.s3

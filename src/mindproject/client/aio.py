@@ -12,7 +12,6 @@ import anyio
 import httpx
 
 from mindproject.client.core import (
-    READ_PIECE,
     Close,
     Core,
     Emit,
@@ -27,6 +26,7 @@ from mindproject.client.core import (
     Streamed,
     T,
 )
+from mindproject.client.errors import ResponseError
 from mindproject.client.models import DevicePage, Version, VersionPage
 from mindproject.client.resumable import default_state_dir
 from mindproject.client.retry import RetryPolicy
@@ -92,7 +92,9 @@ class AsyncClient:
                     elif isinstance(step, Emit):
                         yield step.data
                 except httpx.TransportError as exc:
-                    error = exc
+                    error = exc  # the core decides: retry, resume or give up
+                except httpx.HTTPError as exc:  # e.g. a body that does not decode
+                    error = ResponseError(f"unreadable answer: {exc}")
         finally:
             op.close()
             for streamed in opened:
@@ -104,7 +106,7 @@ class AsyncClient:
         if not step.stream:
             return await self._http.send(request)
         response = await self._http.send(request, stream=True)
-        streamed = Streamed(response, response.aiter_bytes(READ_PIECE))
+        streamed = Streamed(response, response.aiter_bytes())
         opened.append(streamed)
         return streamed
 

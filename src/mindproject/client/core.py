@@ -240,8 +240,9 @@ def _seekable(handle: BinaryIO) -> bool:
 def _multipart(data: bytes, filename: str, content_type: str) -> tuple[bytes, bytes, str]:
     """The envelope around a file for a one-field multipart form: (head, tail, Content-Type)."""
     boundary = uuid.uuid4().hex
-    safe_name = filename.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D")
-    safe_name = safe_name.replace("\n", "%0A")
+    # A quoted-string, as the server's parser reads it; line breaks cannot be in a header.
+    safe_name = filename.replace("\\", "\\\\").replace('"', '\\"')
+    safe_name = safe_name.replace("\r", " ").replace("\n", " ")
     head = (
         f"--{boundary}\r\n"
         f'Content-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
@@ -264,6 +265,9 @@ class Core:
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
+        if httpx.URL(url).scheme not in ("http", "https"):
+            # Fail now, not after a round of retries of a request that can never be sent.
+            raise ValueError(f"the server URL must start with http:// or https://, not {url!r}")
         self.base_url = url.rstrip("/")
         self.token = token
         self.retry = retry
@@ -666,7 +670,7 @@ class Core:
                     f"whose record says {info.sha256}"
                 )
             skip = 0
-            if received and response.status_code == 206:
+            if response.status_code == 206:
                 if not response.headers.get("content-range", "").startswith(f"bytes {received}-"):
                     yield Close(streamed)
                     raise ResponseError("the server answered another range than asked for")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ STATE_FILE = "resumable-uploads.json"
 # Entries of uploads never finished are dropped after this long: the server forgets them after
 # MINDPROJECT_RESUMABLE_EXPIRY_SECONDS (a day by default) anyway.
 STATE_MAX_AGE_SECONDS = 7 * 24 * 3600
+# Threads of one process (several clients, or one client from several threads) take turns on
+# the file's read-modify-write; other processes may still race (see StateFile).
+_STATE_LOCK = threading.Lock()
 
 
 def default_state_dir() -> Path:
@@ -75,15 +79,17 @@ class StateFile:
         return url if isinstance(url, str) else None
 
     def put(self, key: str, url: str, now: float) -> None:
-        data = {
-            k: v
-            for k, v in self._read().items()
-            if isinstance(v, dict) and now - float(v.get("created", 0)) < STATE_MAX_AGE_SECONDS
-        }
-        data[key] = {"url": url, "created": now}
-        self._write(data)
+        with _STATE_LOCK:
+            data = {
+                k: v
+                for k, v in self._read().items()
+                if isinstance(v, dict) and now - float(v.get("created", 0)) < STATE_MAX_AGE_SECONDS
+            }
+            data[key] = {"url": url, "created": now}
+            self._write(data)
 
     def forget(self, key: str) -> None:
-        data = self._read()
-        if data.pop(key, None) is not None:
-            self._write(data)
+        with _STATE_LOCK:
+            data = self._read()
+            if data.pop(key, None) is not None:
+                self._write(data)

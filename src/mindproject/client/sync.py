@@ -11,7 +11,6 @@ from typing import Any, BinaryIO
 import httpx
 
 from mindproject.client.core import (
-    READ_PIECE,
     Close,
     Core,
     Emit,
@@ -26,6 +25,7 @@ from mindproject.client.core import (
     Streamed,
     T,
 )
+from mindproject.client.errors import ResponseError
 from mindproject.client.models import DevicePage, Version, VersionPage
 from mindproject.client.resumable import default_state_dir
 from mindproject.client.retry import RetryPolicy
@@ -88,7 +88,9 @@ class Client:
                     elif isinstance(step, Emit):
                         yield step.data
                 except httpx.TransportError as exc:
-                    error = exc
+                    error = exc  # the core decides: retry, resume or give up
+                except httpx.HTTPError as exc:  # e.g. a body that does not decode
+                    error = ResponseError(f"unreadable answer: {exc}")
         finally:
             op.close()
             for streamed in opened:
@@ -100,7 +102,7 @@ class Client:
         if not step.stream:
             return self._http.send(request)
         response = self._http.send(request, stream=True)
-        streamed = Streamed(response, response.iter_bytes(READ_PIECE))
+        streamed = Streamed(response, response.iter_bytes())
         opened.append(streamed)
         return streamed
 
