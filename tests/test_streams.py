@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
@@ -80,3 +81,20 @@ async def test_short_body_against_declared_length() -> None:
 def test_bad_content_digest_headers(header: str) -> None:
     with pytest.raises(BadRequest):
         ExpectedDigests.from_headers(header, None)
+
+
+def test_a_stream_measured_without_its_sha256_still_checks_an_expected_one() -> None:
+    async def source() -> AsyncIterator[bytes]:
+        yield b"chunk"
+
+    async def drain(stream: MeasuredStream) -> bytes:
+        return b"".join([c async for c in stream])
+
+    plain = MeasuredStream(source(), max_bytes=100, sha256=False)
+    assert asyncio.run(drain(plain)) == b"chunk"
+    with pytest.raises(RuntimeError):
+        _ = plain.sha256
+    wrong = ExpectedDigests({"sha256": hashlib.sha256(b"other").digest()})
+    checked = MeasuredStream(source(), max_bytes=100, expected=wrong, sha256=False)
+    with pytest.raises(ChecksumMismatch):
+        asyncio.run(drain(checked))

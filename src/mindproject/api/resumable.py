@@ -200,6 +200,7 @@ async def _append(
             max_bytes=max_bytes,
             expected=expected,
             declared_length=declared,
+            sha256=False,  # the storage hashes the whole file as chunks arrive
         )
         return await state.storage(request).append_resumable(
             upload.device_id,
