@@ -160,22 +160,30 @@ class CountingRelay:
 
 
 CLIENT_SCRIPT = """
-import json, sys
+import contextlib, io, json, sys
 from pathlib import Path
-from mindproject.client import Client, RetryPolicy
+from mindproject.cli import main
 
-url, token, source, target, state = sys.argv[1:6]
-# Patient enough to outlast a server restart (a second or two) twice over.
-policy = RetryPolicy(attempts=40, base_delay=0.2, max_delay=2.0)
-with Client(url, token, retry=policy, state_dir=Path(state)) as client:
-    up = client.upload("killed-1", source)
-    print("uploaded", flush=True)
-    down = client.download("killed-1", target)
+url, token, source, target = sys.argv[1:5]
+# The CLI as a device runs it, patient enough to outlast a server restart twice over; its
+# resumable state goes to XDG_CACHE_HOME (set by the test).
+common = ["--url", url, "--token", token, "--tries", "40", "--quiet", "--json"]
+
+def run(*argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*argv])
+    assert code == 0, (argv, code)
+    return json.loads(out.getvalue())
+
+up = run("upload", *common, "killed-1", source)
+print("uploaded", flush=True)
+down = run("download", *common, "killed-1", "-o", target)
 status = Path("/proc/self/status").read_text()
 peak = next(int(l.split()[1]) * 1024 for l in status.splitlines() if l.startswith("VmHWM:"))
 server_modules = [m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn", "obstore")]
-print(json.dumps({"sha256": up.sha256, "down_sha256": down.sha256, "size": up.size,
-                  "peak_rss": peak, "server_modules": server_modules}), flush=True)
+print(json.dumps({"up": up, "down": down, "peak_rss": peak, "server_modules": server_modules}),
+      flush=True)
 """
 
 
@@ -185,7 +193,8 @@ def test_server_killed_mid_upload_and_mid_download_of_1_gib(tmp_path: Path) -> N
     """SIGKILL at about 40 % of the upload, then again at about 40 % of the download; a new
     server on the same data folder takes over. The client process finishes both from where the
     server stopped: fewer than 2 GiB cross the wire each way, the sha256 match, and its peak
-    RSS stays under 64 MiB."""
+    RSS stays under 64 MiB. The client is the CLI (`mindproject upload`, then `download`), run
+    by its own `main` in a process of its own, as a device would run the command."""
     source = tmp_path / "one-gib.bin"
     sha = random_file(source, GiB)
     storage = f"file://{tmp_path / 'data'}"
@@ -202,12 +211,12 @@ def test_server_killed_mid_upload_and_mid_download_of_1_gib(tmp_path: Path) -> N
                 make_token("device", "killed-1"),
                 str(source),
                 str(tmp_path / "back.bin"),
-                str(tmp_path / "state"),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             cwd=REPO,
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
         )
         servers.callback(client.kill)  # a no-op once it has exited
 
@@ -229,7 +238,8 @@ def test_server_killed_mid_upload_and_mid_download_of_1_gib(tmp_path: Path) -> N
         with Client(server.url, make_token()) as admin:
             stored = admin.latest("killed-1")
             assert len(list(admin.history("killed-1"))) == 1
-    assert (result["sha256"], result["down_sha256"], stored.sha256) == (sha, sha, sha)
+    [uploaded] = result["up"]  # `upload --json`: one record per file
+    assert (uploaded["sha256"], result["down"]["sha256"], stored.sha256) == (sha, sha, sha)
     assert file_sha256(tmp_path / "back.bin") == sha
     assert result["server_modules"] == []
     print(
