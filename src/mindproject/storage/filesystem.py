@@ -326,6 +326,11 @@ class FileStorage(Storage):
                 os.fsync(fd)
         finally:
             os.close(fd)
+        self._into_blobs(info, tmp.rename)
+
+    def _into_blobs(self, info: UploadInfo, place: Callable[[Path], object]) -> None:
+        """Put a version's bytes at blobs/<device>/<version> with `place(target)` (a rename or
+        a hard link), and flush the directory entries."""
         device_dir = self._blobs / info.device_id
         for attempt in range(3):  # a concurrent delete may remove the device folder meanwhile
             created = not device_dir.exists()
@@ -333,7 +338,7 @@ class FileStorage(Storage):
             if created and self.fsync:
                 _fsync_dir(self._blobs)
             try:
-                tmp.rename(device_dir / info.version)
+                place(device_dir / info.version)
                 break
             except FileNotFoundError:
                 if attempt == 2:
@@ -793,22 +798,15 @@ class FileStorage(Storage):
         return self._load(upload.device_id, upload.upload_id)[0]
 
     def _link_blob(self, part: Path, info: UploadInfo) -> None:
-        device_dir = self._blobs / info.device_id
-        for attempt in range(3):  # a concurrent delete may remove the device folder meanwhile
-            created = not device_dir.exists()
-            device_dir.mkdir(mode=0o700, exist_ok=True)
-            if created and self.fsync:
-                _fsync_dir(self._blobs)
+        def link(target: Path) -> None:
             try:
-                os.link(part, device_dir / info.version)
-                break
+                os.link(part, target)
             except FileNotFoundError:
                 if not part.exists():  # terminated or expired meanwhile (we hold its lock)
                     raise ResumableNotFound("the resumable upload is gone") from None
-                if attempt == 2:
-                    raise
-        if self.fsync:
-            _fsync_dir(device_dir)
+                raise  # the device folder went: _into_blobs makes it again
+
+        self._into_blobs(info, link)
 
     async def delete_resumable(self, device_id: str, upload_id: str) -> None:
         def delete(db: sqlite3.Connection) -> int:
