@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
+from mindproject.errors import NotSupportedByStorage
 from mindproject.identifiers import version_time
 
 CHUNK_BYTES = 256 * 1024
@@ -77,6 +78,39 @@ class DirectUploadTicket:
 class Page(Generic[T]):
     items: list[T]
     last: str | None  # key of the last item when more follow, else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSummary:
+    """One device's running figures, kept by the index in the same transaction as each upload
+    and delete (never computed by walking versions)."""
+
+    device_id: str
+    last_upload_at: float | None  # epoch seconds of the newest version; None: no version left
+    uploads: int  # versions stored now
+    bytes: int  # their total size
+    last_size: int | None  # size of the newest version
+    revoked_at: float | None  # epoch seconds when the device's tokens were revoked, else None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSummary:
+    """Counts over the whole fleet at `now` (each one an index range scan)."""
+
+    devices: int
+    silent_devices: int  # devices whose last upload is older than `silent_before`
+    revoked_devices: int
+    uploads_last_hour: int
+    bytes_last_hour: int
+    uploads_last_day: int
+    bytes_last_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    start: float  # epoch seconds, aligned to a multiple of the bucket width
+    uploads: int
+    bytes: int
 
 
 class UploadSource(Protocol):
@@ -157,6 +191,42 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
         """Revoke a device's tokens issued until `revoked_at`, or unrevoke it with None."""
+
+    # fleet view (needs an index: the file backend and the PostgreSQL index mode) -------------
+    async def fleet_devices(
+        self,
+        *,
+        prefix: str,
+        after: str | None,
+        limit: int,
+        sort: str,
+        silent_before: float | None,
+    ) -> Page[DeviceSummary]:
+        """Device summaries, paged. `sort` is "device_id" (ascending) or "last_upload_at"
+        (oldest first, ties by device id); `after` is the opaque `Page.last` of the previous
+        page for the same sort; `silent_before` keeps devices whose last upload is older.
+
+        NotSupportedByStorage (501) where the backend keeps no index of per-device figures.
+        """
+        raise NotSupportedByStorage(
+            "the fleet view needs an index (file backend or MINDPROJECT_INDEX)"
+        )
+
+    async def fleet_summary(self, *, now: float, silent_before: float) -> FleetSummary:
+        """Fleet-wide counts; NotSupportedByStorage where the backend keeps no index."""
+        raise NotSupportedByStorage(
+            "the fleet view needs an index (file backend or MINDPROJECT_INDEX)"
+        )
+
+    async def device_activity(
+        self, device_id: str, *, bucket_seconds: int, start: float, end: float
+    ) -> list[ActivityBucket]:
+        """Uploads and bytes per bucket of versions uploaded in [start, end), every bucket of
+        the range listed (zeros included), oldest first. DeviceNotFound if the device has no
+        version; NotSupportedByStorage where the backend keeps no index."""
+        raise NotSupportedByStorage(
+            "the fleet view needs an index (file backend or MINDPROJECT_INDEX)"
+        )
 
     # resumable uploads (tus) -------------------------------------------------------------------
     @abc.abstractmethod
