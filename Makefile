@@ -10,9 +10,10 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-# Debian packages the test suite uses: the S3 server (Ceph RADOS Gateway), curl, tmux (the
+# Debian packages the test suite uses: the S3 server (Ceph RADOS Gateway), PostgreSQL (the fleet
+# mode's index, scripts/postgres.sh), curl, tmux (the
 # CLI's progress bars as a person sees them on a terminal) and zsh (its completion script).
-APT_PACKAGES := radosgw ceph-mon ceph-osd curl tmux zsh
+APT_PACKAGES := radosgw ceph-mon ceph-osd postgresql curl tmux zsh
 # Extra targets `make test` runs before pytest (fragments append to this).
 TEST_PREREQS :=
 
