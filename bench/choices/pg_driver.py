@@ -17,7 +17,6 @@ work for both and is not counted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -55,7 +54,10 @@ MANY = (
     'INSERT INTO bench_versions (device_id, version, size, sha256, object_key, "offset") '
     "VALUES ($1, $2, $3, $4, $5, $6)"
 )
-SELECT = 'SELECT size, sha256, object_key, "offset" FROM bench_versions WHERE device_id = $1 AND version = $2'
+SELECT = (
+    'SELECT size, sha256, object_key, "offset" FROM bench_versions '
+    "WHERE device_id = $1 AND version = $2"
+)
 
 
 def rows(batch: int) -> list[tuple[str, str, int, str, str, int]]:
