@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mindproject.errors import DeviceNotFound, StorageUnavailable, UploadNotFound
-from mindproject.identifiers import new_version_id
+from mindproject.identifiers import new_direct_upload_id, new_version_id
 from mindproject.storage import open_storage
 from mindproject.storage.base import UploadInfo
 from mindproject.storage.indexed import IndexedStorage
@@ -318,3 +318,30 @@ def test_readyz_is_red_and_uploads_503_when_the_index_is_down(s3_bucket: str) ->
         assert put.status_code == 503
         assert put.json()["error"]["code"] == "storage_unavailable"
         assert client.get("/api/devices/dev-1").status_code == 503
+
+
+async def test_direct_upload_completes_into_the_index(
+    fleet: IndexedStorage, pg_index_url: str
+) -> None:
+    data = os.urandom(70_000)
+    staging_id = new_direct_upload_id(int(time.time()) + 900)
+    ticket = await fleet.presign_direct_upload(
+        "direct-1",
+        staging_id,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        filename="d.bin",
+        content_type=None,
+        expires_at=time.time() + 900,
+    )
+    async with httpx.AsyncClient() as client:
+        put = await client.put(ticket.url, content=data, headers=ticket.headers)
+    assert put.status_code == 200, put.text
+    version = new_version_id()
+    info = await fleet.complete_direct_upload("direct-1", staging_id, version, now=time.time())
+    assert await fleet.latest("direct-1") == info
+    assert await read_all(fleet, info) == data
+    again = await fleet.complete_direct_upload("direct-1", staging_id, new_version_id(), now=0)
+    assert again.version == version
+    rows = await fetch(pg_index_url, "SELECT idempotency_key FROM versions")
+    assert [r["idempotency_key"] for r in rows] == [f"direct-upload:{staging_id}"]
