@@ -345,3 +345,68 @@ async def test_direct_upload_completes_into_the_index(
     assert again.version == version
     rows = await fetch(pg_index_url, "SELECT idempotency_key FROM versions")
     assert [r["idempotency_key"] for r in rows] == [f"direct-upload:{staging_id}"]
+
+
+class Relay:
+    """A TCP relay in front of PostgreSQL: stop() cuts every connection and refuses new ones,
+    as a database that went away; start() brings it back on the same port."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_index_going_away_answers_unavailable_and_recovers(
+    s3_bucket: str, pg_index_url: str
+) -> None:
+    target = int(pg_index_url.split("@127.0.0.1:")[1].split("/")[0])
+    relay = Relay(target)
+    await relay.start()
+    storage = open_fleet(s3_bucket, pg_index_url.replace(f":{target}/", f":{relay.port}/"))
+    try:
+        before = await save(storage, "pg-flap", b"before")
+        await relay.stop()
+        with pytest.raises(StorageUnavailable):
+            await save(storage, "pg-flap", b"during")
+        with pytest.raises(StorageUnavailable):
+            await storage.latest("pg-flap")
+        with pytest.raises(StorageUnavailable):
+            await storage.check()
+        await relay.start()
+        after = await save(storage, "pg-flap", b"after")
+        await storage.check()
+        page = await storage.list_uploads("pg-flap", after=None, limit=10)
+        assert [i.version for i in page.items] == [after.version, before.version]
+        assert await read_all(storage, page.items[1]) == b"before"
+    finally:
+        await storage.close()
+        await relay.stop()
