@@ -7,6 +7,7 @@ index's figures, idempotency races between replicas, faults, the fleet view.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import time
@@ -410,3 +411,46 @@ async def test_index_going_away_answers_unavailable_and_recovers(
     finally:
         await storage.close()
         await relay.stop()
+
+
+def test_the_api_is_unchanged_for_clients(s3_bucket: str, pg_index_url: str) -> None:
+    """The seed's calls and the later ones, through the app, in the fleet mode."""
+    data = os.urandom(5000)
+    with app_server(f"s3://{s3_bucket}/{PREFIX}", index=pg_index_url) as server:
+        client: httpx.Client = server.client()
+        assert client.get("/readyz").status_code == 200
+        put = client.put("/api/devices/sensor-42", files={"file": ("t.bin", data)})
+        assert put.status_code == 200, put.text
+        assert put.json()["message"] == "File uploaded for Device ID - sensor-42"
+        again = client.put(
+            "/api/devices/sensor-42", content=data, headers={"Idempotency-Key": "k-1"}
+        )
+        replay = client.put(
+            "/api/devices/sensor-42", content=data, headers={"Idempotency-Key": "k-1"}
+        )
+        assert replay.json()["version"] == again.json()["version"]
+        assert replay.json().get("replayed") is True
+        devices = client.get("/api/devices/").json()
+        assert devices["TelemetryDataDownloads"] == ["sensor-42"]
+        latest = client.get("/api/devices/sensor-42")
+        assert latest.status_code == 200
+        assert base64.b64decode(latest.content) == data
+        raw = client.get("/api/devices/sensor-42", params={"encoding": "raw"})
+        assert raw.content == data
+        ranged = client.get(
+            "/api/devices/sensor-42", params={"encoding": "raw"}, headers={"Range": "bytes=10-19"}
+        )
+        assert ranged.status_code == 206 and ranged.content == data[10:20]
+        cached = client.get(
+            "/api/devices/sensor-42",
+            params={"encoding": "raw"},
+            headers={"If-None-Match": raw.headers["ETag"]},
+        )
+        assert cached.status_code == 304
+        history = client.get("/api/devices/sensor-42/uploads").json()["uploads"]
+        assert [u["version"] for u in history] == [again.json()["version"], put.json()["version"]]
+        first = put.json()["version"]
+        assert client.delete(f"/api/devices/sensor-42/uploads/{first}").status_code == 200
+        assert client.get(f"/api/devices/sensor-42/uploads/{first}").status_code == 404
+        assert client.delete("/api/devices/sensor-42").status_code == 200
+        assert client.get("/api/devices/sensor-42").status_code == 404
