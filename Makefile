@@ -54,8 +54,8 @@ pytest: $(TEST_STAMP) system-packages $(TEST_PREREQS)
 
 test: lint typecheck pytest
 
-# Markers (pyproject.toml): s3, server, cluster, slow, deploy, container.
-FAST_MARKERS := not s3 and not server and not cluster and not slow and not deploy and not container
+# Markers (pyproject.toml): s3, pg, server, cluster, slow, deploy, container.
+FAST_MARKERS := not s3 and not pg and not server and not cluster and not slow and not deploy and not container
 
 test-fast: $(TEST_STAMP)
 	$(BIN)/pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)

@@ -6,7 +6,7 @@
 #
 # The measurements behind docs/decisions.md (bench/choices/), in a venv of their own:
 #   make bench-choices                            HTTP stack, then S3 client
-#   make bench-choices CHOICES=s3_client          one of them (asgi_stack, s3_client)
+#   make bench-choices CHOICES=s3_client          one of them (asgi_stack, s3_client, pg_driver)
 #   make bench-choices ASGI_STACK_ARGS="--rounds 1 --duration 2" S3_CLIENT_ARGS="--small 300"
 # They print markdown tables; add --json FILE to either's arguments to keep the raw figures.
 
@@ -40,9 +40,10 @@ bench: $(RUN_STAMP) $(BENCH_STAMP)
 
 CHOICES_VENV := .cache/choices-venv
 CHOICES_STAMP := $(CHOICES_VENV)/.stamp-$(shell cksum bench/choices/requirements.txt | cut -d' ' -f1)
-CHOICES ?= asgi_stack s3_client
+CHOICES ?= asgi_stack s3_client pg_driver
 ASGI_STACK_ARGS ?=
 S3_CLIENT_ARGS ?=
+PG_DRIVER_ARGS ?=
 
 choices-venv: $(CHOICES_STAMP)
 
@@ -58,6 +59,7 @@ bench-choices: $(CHOICES_STAMP)
 	bash scripts/install-system-packages.sh $(APT_PACKAGES) $(BENCH_APT_PACKAGES)
 	$(if $(filter asgi_stack,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/asgi_stack.py $(ASGI_STACK_ARGS))
 	$(if $(filter s3_client,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/s3_client.py $(S3_CLIENT_ARGS))
+	$(if $(filter pg_driver,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/pg_driver.py $(PG_DRIVER_ARGS))
 
 # Fleet scale (issue 12): S3-only mode against the PostgreSQL index mode, two replicas, a
 # counting proxy in front of Ceph; writes bench/results/<UTC time>-fleet-scale/ (bench/fleet.py).

@@ -25,6 +25,7 @@ from tests.helpers import (
 )
 
 S3_SCRIPT = REPO / "scripts" / "s3-server.sh"
+PG_SCRIPT = REPO / "scripts" / "postgres.sh"
 
 
 @pytest.fixture(autouse=True)
@@ -55,11 +56,16 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`-m "not s3"` must mean no S3 server: a test that asks for one must say so."""
+    """`-m "not s3"` must mean no S3 server, `-m "not pg"` no PostgreSQL: a test that asks for
+    one must say so."""
     for item in items:
-        wants_s3 = {"s3_env", "s3_bucket"} & set(getattr(item, "fixturenames", ()))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        wants_s3 = {"s3_env", "s3_bucket"} & fixtures
         if wants_s3 and item.get_closest_marker("s3") is None:
             raise pytest.UsageError(f"{item.nodeid} uses {sorted(wants_s3)} but is not marked s3")
+        wants_pg = {"pg_env", "pg_index_url"} & fixtures
+        if wants_pg and item.get_closest_marker("pg") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(wants_pg)} but is not marked pg")
 
 
 def _s3_unavailable_reason() -> str | None:
@@ -119,15 +125,82 @@ def s3_bucket(
     return name
 
 
-@pytest.fixture(params=["memory", "file", pytest.param("s3", marks=pytest.mark.s3)])
+def _pg_unavailable_reason() -> str | None:
+    if not PG_SCRIPT.exists():
+        return f"{PG_SCRIPT} is missing"
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")) and not shutil.which("initdb"):
+        return "PostgreSQL is not installed (make test installs Debian's postgresql package)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL on loopback for this test session (scripts/postgres.sh): its URL."""
+    if external := os.environ.get("MINDPROJECT_TEST_INDEX"):
+        yield external  # a server someone already started (e.g. `make cluster`)
+        return
+    reason = _pg_unavailable_reason()
+    if reason:
+        pytest.skip(f"PostgreSQL tests need the local server: {reason}")
+    workdir = tmp_path_factory.mktemp("postgres")
+    started = subprocess.run(
+        ["bash", str(PG_SCRIPT), "start", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"could not start PostgreSQL:\n{started.stdout}\n{started.stderr}")
+    try:
+        yield started.stdout.strip().split("=", 1)[1]
+    finally:
+        subprocess.run(
+            ["bash", str(PG_SCRIPT), "stop", str(workdir), "--purge"], timeout=60, check=False
+        )
+
+
+@pytest.fixture
+def pg_index_url(pg_env: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An index URL whose tables live in a fresh schema of their own (asyncpg hands the URL's
+    `search_path` to the server), dropped afterwards."""
+    if request.node.get_closest_marker("pg") is None:  # e.g. through getfixturevalue
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL but is not marked pg")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    psql = ["psql", "-q", "-v", "ON_ERROR_STOP=1", pg_env, "-c"]
+    subprocess.run([*psql, f"CREATE SCHEMA {schema}"], check=True, timeout=30)
+    try:
+        yield f"{pg_env}?search_path={schema}"
+    finally:
+        subprocess.run([*psql, f"DROP SCHEMA {schema} CASCADE"], check=False, timeout=30)
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "file",
+        pytest.param("s3", marks=pytest.mark.s3),
+        pytest.param("fleet", marks=[pytest.mark.s3, pytest.mark.pg]),
+    ]
+)
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A storage URL for each backend: the same tests run against all three."""
+    """A storage URL for each backend: the same tests run against all of them ("fleet": S3
+    with the PostgreSQL index of `storage_index`)."""
     if request.param == "memory":
         return "memory://"
     if request.param == "file":
         return f"file://{tmp_path / 'data'}"
     bucket = request.getfixturevalue("s3_bucket")
     return f"s3://{bucket}/telemetry"
+
+
+@pytest.fixture
+def storage_index(storage_url: str, request: pytest.FixtureRequest) -> str | None:
+    """The index URL (MINDPROJECT_INDEX) that goes with `storage_url`: only the fleet mode's."""
+    if request.node.callspec.params.get("storage_url") != "fleet":
+        return None
+    url: str = request.getfixturevalue("pg_index_url")
+    return url
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """One behavioural suite for the storage interface, run against every backend.
 
 memory:// and file:// run everywhere; s3:// runs against the real Ceph RADOS Gateway that the
-session starts on loopback (tests/conftest.py).
+session starts on loopback (tests/conftest.py), and the fleet mode against it plus a real
+PostgreSQL (scripts/postgres.sh) as its index.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ async def read_all(
 
 
 @pytest.fixture
-async def storage(storage_url: str) -> AsyncIterator[Storage]:
-    backend = open_storage(storage_url)
+async def storage(storage_url: str, storage_index: str | None) -> AsyncIterator[Storage]:
+    # A short group-commit window in the fleet mode: these tests mostly save one at a time.
+    backend = open_storage(storage_url, index=storage_index, segment_window_ms=5)
     try:
         yield backend
     finally:

@@ -18,13 +18,23 @@ __all__ = ["Page", "Storage", "UploadInfo", "UploadSource", "open_storage"]
 
 
 def open_storage(
-    url: str, *, fsync: bool = True, resumable_takeover_seconds: float | None = None
+    url: str,
+    *,
+    fsync: bool = True,
+    resumable_takeover_seconds: float | None = None,
+    index: str | None = None,
+    segment_window_ms: int = 50,
+    segment_max_bytes: int = 8 * 1024 * 1024,
+    segment_max_upload_bytes: int = 256 * 1024,
 ) -> Storage:
     """`file:///abs/path` or `file://./relative`, `s3://bucket/prefix`, or `memory://`.
 
     `resumable_takeover_seconds` (object stores): how long a dead replica's claim on a resumable
     upload holds it before another replica may take over (the file backend's locks die with
     their process and need no such wait).
+
+    `index` (`postgresql://…`, with an object store): the fleet mode, bytes in the store and the
+    index in PostgreSQL, small uploads group-committed into segments (storage/indexed.py).
     """
     takeover = (
         {}
@@ -32,6 +42,30 @@ def open_storage(
         else {"takeover_seconds": resumable_takeover_seconds}
     )
     parts = urlsplit(url)
+    if index is not None:
+        if parts.scheme not in ("s3", "memory"):
+            raise ConfigurationError(
+                "MINDPROJECT_INDEX needs object storage: MINDPROJECT_STORAGE=s3://bucket/prefix"
+            )
+        from mindproject.storage.indexed import IndexedStorage
+        from mindproject.storage.pg_index import PgIndex
+
+        if parts.scheme == "memory":
+            from obstore.store import MemoryStore
+
+            store: object = MemoryStore()
+            prefix = parts.netloc + parts.path
+        else:
+            store, prefix = s3_store(parts.netloc), parts.path
+        return IndexedStorage(
+            store,
+            prefix,
+            PgIndex(index),
+            segment_window_seconds=segment_window_ms / 1000,
+            segment_max_bytes=segment_max_bytes,
+            segment_max_upload_bytes=segment_max_upload_bytes,
+            **takeover,
+        )
     if parts.scheme == "file":
         from mindproject.storage.filesystem import FileStorage
 

@@ -13,6 +13,8 @@
     <prefix>/resumable/<device>/<upload>/data/<offset>.<nonce>.<piece>   a chunk's bytes
     <prefix>/direct/<device>/<staging id>             a direct upload's bytes, PUT by the client
     <prefix>/direct/<device>/<staging id>.json        what the client declared (size, sha256, …)
+    <prefix>/segments/<hour>/<time>-<random>          fleet mode: small uploads, group-committed
+    <prefix>/segments/<hour>/v<version>.<device>      fleet mode: a large upload's own object
 
 Version ids sort newest first, so listing `uploads/<device>/` gives the latest version first
 and a page of versions, with all their metadata, in one LIST request. Small uploads (kind "i")
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -56,6 +59,18 @@ class Layout:
     @property
     def devices_dir(self) -> str:
         return self._join("devices")
+
+    # The fleet mode (indexed.py): every object holding version bytes is under segments/<hour
+    # it was made, UTC>/, so the orphan sweep lists only the hours it has not checked.
+    @property
+    def segments_dir(self) -> str:
+        return self._join("segments")
+
+    def segments_hour(self, moment: float) -> str:
+        return self._join("segments", time.strftime("%Y%m%dT%H", time.gmtime(moment)))
+
+    def segment_key(self, moment: float, name: str) -> str:
+        return f"{self.segments_hour(moment)}/{name}"
 
     def device_marker(self, device_id: str) -> str:
         return self._join("devices", device_id)

@@ -248,28 +248,46 @@ class ObjectStorage(Storage):
                 break
         blob = None
         if not ended:
-            blob = self._layout.blob_key(device_id, version)
+            blob = self._blob_key(device_id, version)
             await self._put_large(blob, bytes(head), chunks)
         info = UploadInfo(device_id, version, source.size, source.sha256, filename, content_type)
         try:
-            if idempotency_key is not None:
-                earlier = await self._claim_key(device_id, idempotency_key, version)
-                if earlier is not None:
-                    if blob is not None:
-                        await self._forget(blob)
-                    return earlier
-            await self._mark_device(device_id)
-            # The version object makes the upload visible: inline bytes, or empty (see blobs/).
-            key, body = (
-                (self._layout.upload_key(info, INLINE, idempotency_key), bytes(head))
-                if blob is None
-                else (self._layout.upload_key(info, BLOB, idempotency_key), b"")
+            return await self._publish(
+                info, blob, bytes(head) if blob is None else b"", idempotency_key
             )
-            await self._call(obstore.put_async(self._store, key, body))
         except BaseException:
             if blob is not None:
                 await self._forget(blob)
             raise
+
+    def _blob_key(self, device_id: str, version: str) -> str:
+        """Where the bytes of a version too large for one PUT go (hook: the fleet mode keeps
+        its objects under segments/)."""
+        return self._layout.blob_key(device_id, version)
+
+    async def _publish(
+        self, info: UploadInfo, blob: str | None, body: bytes, idempotency_key: str | None
+    ) -> UploadInfo:
+        """Make a version visible, its bytes either in `blob` (written already) or `body`.
+
+        Returns the version that stands: `info`, or the earlier one that holds
+        `idempotency_key` (then `blob` is removed). The hook where the fleet mode indexes the
+        version in PostgreSQL instead of writing a version object (indexed.py).
+        """
+        if idempotency_key is not None:
+            earlier = await self._claim_key(info.device_id, idempotency_key, info.version)
+            if earlier is not None:
+                if blob is not None:
+                    await self._forget(blob)
+                return earlier
+        await self._mark_device(info.device_id)
+        # The version object makes the upload visible: inline bytes, or empty (see blobs/).
+        key, body = (
+            (self._layout.upload_key(info, INLINE, idempotency_key), body)
+            if blob is None
+            else (self._layout.upload_key(info, BLOB, idempotency_key), b"")
+        )
+        await self._call(obstore.put_async(self._store, key, body))
         return info
 
     async def _claim_key(self, device_id: str, key: str, version: str) -> UploadInfo | None:
@@ -1066,17 +1084,11 @@ class ObjectStorage(Storage):
         if record.length > PART_BYTES:
             # Reading the pieces while writing the parts: half the parts in flight keeps the two
             # together within the memory of one streamed PUT (2 GiB: < 64 MiB, test_streaming).
-            await self._put_large(
-                self._layout.blob_key(device_id, version),
-                b"",
-                stream(),
-                parts_in_flight=ASSEMBLY_PARTS_IN_FLIGHT,
-            )
-            key, body = self._layout.upload_key(info, BLOB), b""
+            blob = self._blob_key(device_id, version)
+            await self._put_large(blob, b"", stream(), parts_in_flight=ASSEMBLY_PARTS_IN_FLIGHT)
+            await self._publish(info, blob, b"", None)
         else:
-            key, body = self._layout.upload_key(info, INLINE), b"".join([d async for d in stream()])
-        await self._mark_device(device_id)
-        await self._call(obstore.put_async(self._store, key, body))
+            await self._publish(info, None, b"".join([d async for d in stream()]), None)
 
     async def check(self) -> None:
         # A one-key LIST under our prefix: it needs only the permissions the service has anyway
@@ -1145,7 +1157,7 @@ class ObjectStorage(Storage):
         if earlier is not None:  # completed before: the same version again
             return earlier
         staged = self._layout.direct_staging_key(device_id, staging_id)
-        blob = self._layout.blob_key(device_id, version)
+        blob = self._blob_key(device_id, version)
         try:
             await self._call(obstore.copy_async(self._store, staged, blob))
         except FileNotFoundError:
@@ -1166,13 +1178,9 @@ class ObjectStorage(Storage):
         )
         try:
             await self._verify(blob, info)
-            earlier = await self._claim_key(device_id, claim, version)
-            if earlier is not None:  # a concurrent completion won: keep its version only
-                await self._forget(blob)
-                return earlier
-            await self._mark_device(device_id)
-            key = self._layout.upload_key(info, BLOB, claim)
-            await self._call(obstore.put_async(self._store, key, b""))
+            published = await self._publish(info, blob, b"", claim)
+            if published.version != version:  # a concurrent completion won: its version only
+                return published
         except (SizeMismatch, ChecksumMismatch):
             # Bytes that are not the declared ones are dropped; the URL stays valid until expiry,
             # so the device may PUT again and complete again.
