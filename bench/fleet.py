@@ -44,7 +44,8 @@ from backends import Backend, backend
 from fleet_report import write_fleet_report
 from fleet_stats import WrkRun, merged_percentile, parse_wrk, s3_per_upload, uploads_stored
 from loopback import free_port, http_call
-from paths import BENCH, LUA, PROJECT_BIN, ROOT
+from paths import BENCH, BENCH_BIN, LUA, PROJECT_BIN, ROOT
+from profile_summary import summarize
 from recorder import Recorder
 from servers import Server, mindproject_auth, stop_server
 
@@ -68,6 +69,7 @@ class FleetConfig:
     seed_concurrency: int
     modes: list[str]
     reads: bool
+    profile: bool = False
 
 
 # -- the parts: proxy, PostgreSQL, replicas --------------------------------------------------
@@ -380,6 +382,39 @@ class Fleet:
             errors=bad,
         )
 
+    def profile(self, mode: str) -> None:
+        """py-spy (--gil: on-CPU Python frames) on one replica under the main point's load, after
+        the measured runs (not one of them): profile-<mode>-upload_1k.txt in the run folder."""
+        cfg = self.cfg
+        window = cfg.main_window if mode == "index" else None
+        env = replica_env(self.be, self.proxy_port, mode, self.dsn, window)
+        servers = start_replicas(env, 2, self.rec.raw, f"profile-{mode}", self.rec.log)
+        raw = self.rec.raw / f"profile-{mode}-upload_1k.raw"
+        secs = max(5, round(cfg.duration))
+        load = {"BENCH_METHOD": "PUT", "BENCH_SIZE": str(cfg.size)}
+        try:
+            run_wrk(servers, cfg.main_clients, 2, load, "p")
+            spy = subprocess.Popen(
+                [
+                    *[str(BENCH_BIN / "py-spy"), "record", "--pid", str(servers[0].proc.pid)],
+                    *["--subprocesses", "--gil", "-r", "200", "-d", str(secs), "-f", "raw"],
+                    *["-o", str(raw)],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            run_wrk(servers, cfg.main_clients, secs + 1, load, "p")
+            spy.wait(timeout=secs + 60)
+        finally:
+            for s in servers:
+                stop_server(s)
+        if raw.exists():
+            (self.rec.out / f"profile-{mode}-upload_1k.txt").write_text(
+                f"py-spy --gil, one replica, 1 KiB raw uploads, {cfg.main_clients} clients over "
+                f"two replicas, {mode} mode\n{summarize(raw, 30)}\n"
+            )
+            self.rec.log(f"profile written: profile-{mode}-upload_1k.txt")
+
     # -- reads (index mode) ------------------------------------------------------------------
 
     def reads(self) -> None:
@@ -569,6 +604,8 @@ def run(cfg: FleetConfig, rec: Recorder) -> None:
                             fleet.point("index", clients, window)
                 if cfg.reads and "index" in cfg.modes:
                     fleet.reads()
+                for mode in cfg.modes if cfg.profile else []:
+                    fleet.profile(mode)
 
 
 def verify_proxy(fleet: Fleet) -> None:
@@ -631,6 +668,7 @@ def parse_args() -> tuple[FleetConfig, Path]:
     p.add_argument("--seed-concurrency", type=int, default=512)
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--no-reads", action="store_true")
+    p.add_argument("--profile", action="store_true", help="py-spy a replica after the runs")
     p.add_argument("--out", default=str(BENCH / "results"))
     a = p.parse_args()
     modes = [m for m in a.modes.split(",") if m]
@@ -650,6 +688,7 @@ def parse_args() -> tuple[FleetConfig, Path]:
         seed_concurrency=a.seed_concurrency,
         modes=modes,
         reads=not a.no_reads,
+        profile=a.profile,
     ), Path(a.out)
 
 
