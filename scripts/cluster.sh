@@ -20,11 +20,14 @@
 # Environment:
 #   CLUSTER_REPLICAS (2), CLUSTER_PORT (balancer port; `run` 8080, `start` a free port),
 #   CLUSTER_STORAGE (s3 | file; default s3), CLUSTER_HEALTH_PATH (/healthz),
+#   CLUSTER_INDEX (none | pg; default none): pg starts PostgreSQL (scripts/postgres.sh) and
+#     gives the replicas MINDPROJECT_INDEX, the fleet mode (needs CLUSTER_STORAGE=s3),
 #   CLUSTER_CHECK_INTER_MS (500; health-check interval, the ALB's is 5-30 s),
 #   CLUSTER_SERVE_CMD (replica command; {port} and {storage} are replaced; default
 #     ".venv/bin/mindproject serve --host 127.0.0.1 --port {port} --storage {storage}"),
 #   MINDPROJECT_* are passed to the replicas; MINDPROJECT_SECRET_KEY is generated if unset.
-# Needs: haproxy, curl, python3 (free ports), and for s3 the packages of scripts/s3-server.sh.
+# Needs: haproxy, curl, python3 (free ports), for s3 the packages of scripts/s3-server.sh, for
+# pg Debian's postgresql.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -279,6 +282,17 @@ cmd_start() {
     ;;
   *) die "CLUSTER_STORAGE must be s3 or file" ;;
   esac
+  local index="${CLUSTER_INDEX:-none}" index_url=""
+  case "$index" in
+  none) ;;
+  pg)
+    [ "$storage" = s3 ] || die "CLUSTER_INDEX=pg needs CLUSTER_STORAGE=s3"
+    index_url="$(bash "$ROOT/scripts/postgres.sh" start "$DIR/pg" | sed -n 's/^MINDPROJECT_INDEX=//p')" ||
+      die "PostgreSQL did not start (see $DIR/pg/log)"
+    [ -n "$index_url" ] || die "PostgreSQL did not start (see $DIR/pg/log)"
+    ;;
+  *) die "CLUSTER_INDEX must be none or pg" ;;
+  esac
   {
     echo "CLUSTER_DIR=$DIR"
     echo "CLUSTER_URL=http://127.0.0.1:$CLUSTER_PORT"
@@ -290,6 +304,7 @@ cmd_start() {
     echo "CLUSTER_REPLICAS=$CLUSTER_REPLICAS"
     echo "CLUSTER_STORAGE_URL=$CLUSTER_STORAGE_URL"
     echo "MINDPROJECT_SECRET_KEY=$MINDPROJECT_SECRET_KEY"
+    [ -z "$index_url" ] || echo "MINDPROJECT_INDEX=$index_url"
     if [ "$storage" = s3 ]; then
       echo "S3_GATEWAY_PORT=$S3_GATEWAY_PORT"
       echo "S3_RELAY_PORT=$S3_RELAY_PORT"
@@ -331,6 +346,9 @@ cmd_stop() {
   if [ -d "$DIR/s3" ]; then
     bash "$ROOT/scripts/s3-server.sh" stop "$DIR/s3" --purge || say "s3-server stop failed"
   fi
+  if [ -d "$DIR/pg" ]; then
+    bash "$ROOT/scripts/postgres.sh" stop "$DIR/pg" --purge || say "postgres stop failed"
+  fi
 }
 
 cmd_status() {
@@ -368,7 +386,7 @@ cmd_run() {
     url="REPLICA_${n}_URL"
     say "replica $n: ${!url}"
   done
-  say "storage:   $CLUSTER_STORAGE_URL; settings in $DIR/env; logs in $DIR/log"
+  say "storage:   $CLUSTER_STORAGE_URL${MINDPROJECT_INDEX:+, index $MINDPROJECT_INDEX}; settings in $DIR/env; logs in $DIR/log"
   say "token:     MINDPROJECT_SECRET_KEY=\$(grep -oP '(?<=^MINDPROJECT_SECRET_KEY=).*' $DIR/env) .venv/bin/mindproject token create --role admin"
   say "Ctrl-C stops everything"
   while true; do

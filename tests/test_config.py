@@ -37,6 +37,9 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MINDPROJECT_STORAGE", "s3://"),
         ("MINDPROJECT_MAX_UPLOAD_BYTES", "-1"),
         ("MINDPROJECT_LOG_LEVEL", "loud"),
+        ("MINDPROJECT_INDEX", "mysql://db/telemetry"),
+        ("MINDPROJECT_SEGMENT_WINDOW_MS", "0"),
+        ("MINDPROJECT_COMPACTION_THRESHOLD", "1.5"),
     ],
 )
 def test_bad_settings_are_refused_by_name(
@@ -68,3 +71,16 @@ def test_every_setting_has_a_serve_flag() -> None:
     usage = run_cli("serve", "--help", check=True).stdout
     for name in set(Settings.model_fields) - {"secret_key", "previous_secret_keys"}:
         assert f"--{name.replace('_', '-')}" in usage
+
+
+def test_the_fleet_mode_needs_object_storage_and_consistent_segment_sizes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MINDPROJECT_INDEX", "postgresql://postgres@127.0.0.1:5432/mindproject")
+    with pytest.raises(ConfigurationError, match="MINDPROJECT_INDEX"):
+        load_settings()  # file:// storage by default
+    monkeypatch.setenv("MINDPROJECT_STORAGE", "s3://telemetry/uploads")
+    assert load_settings().index == "postgresql://postgres@127.0.0.1:5432/mindproject"
+    monkeypatch.setenv("MINDPROJECT_SEGMENT_MAX_UPLOAD_BYTES", str(16 * 1024 * 1024))
+    with pytest.raises(ConfigurationError, match="MINDPROJECT_SEGMENT_MAX_UPLOAD_BYTES"):
+        load_settings()

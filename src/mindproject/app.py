@@ -66,14 +66,16 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        backend = InstrumentedStorage(
-            storage
-            or open_storage(
-                settings.storage,
-                fsync=settings.fsync,
-                resumable_takeover_seconds=settings.resumable_takeover_seconds,
-            )
+        inner = storage or open_storage(
+            settings.storage,
+            fsync=settings.fsync,
+            resumable_takeover_seconds=settings.resumable_takeover_seconds,
+            index=settings.index,
+            segment_window_ms=settings.segment_window_ms,
+            segment_max_bytes=settings.segment_max_bytes,
+            segment_max_upload_bytes=settings.segment_max_upload_bytes,
         )
+        backend = InstrumentedStorage(inner)
         app.state.storage = backend
         app.state.authenticator = Authenticator(
             verifier,
@@ -93,16 +95,32 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         direct_sweeper = asyncio.create_task(
             sweep_direct_uploads_forever(backend, settings.direct_upload_expiry_seconds)
         )
+        background = [sweeper, direct_sweeper]
+        # Imported here: the fleet mode's modules load its PostgreSQL driver.
+        from mindproject.storage.compactor import Compactor, compact_forever
+        from mindproject.storage.indexed import IndexedStorage
+
+        if isinstance(inner, IndexedStorage):  # the fleet mode reclaims deleted bytes
+            compactor = Compactor(
+                inner,
+                threshold=settings.compaction_threshold,
+                grace_seconds=settings.compaction_grace_seconds,
+                max_segment_bytes=settings.segment_max_bytes,
+            )
+            background.append(
+                asyncio.create_task(
+                    compact_forever(compactor, settings.compaction_interval_seconds)
+                )
+            )
         try:
             # Lifespan state reaches the connection protocol too (http_protocol.py: its limits).
             yield {"settings": settings}
         finally:
-            sweeper.cancel()
-            direct_sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            with contextlib.suppress(asyncio.CancelledError):
-                await direct_sweeper
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await backend.close()
 
     middleware = [

@@ -125,6 +125,51 @@ class Settings(BaseSettings):
         "staged bytes never completed are removed after that",
     )
 
+    # The fleet mode: bytes in S3, index in PostgreSQL (docs/storage.md#fleet-mode).
+    index: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of the fleet mode's index (postgresql://user@host:port/db), "
+        "with s3:// storage; the password may come from PGPASSWORD",
+    )
+    segment_window_ms: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Fleet mode: how long small uploads are gathered into one segment at most",
+    )
+    segment_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=5 * GiB,
+        description="Fleet mode: a segment is written as soon as it holds this many bytes",
+    )
+    segment_max_upload_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        description="Fleet mode: uploads up to this size are group-committed into segments; "
+        "larger ones get an object each",
+    )
+    compaction_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Fleet mode: how often a replica tries to compact (one at a time, through "
+        "a PostgreSQL advisory lock)",
+    )
+    compaction_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Fleet mode: segments whose live bytes fall below this share of their size "
+        "are rewritten",
+    )
+    compaction_grace_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="Fleet mode: how long a rewritten segment stays for readers that looked it "
+        "up before, and how old an unindexed segment must be to be removed as an orphan",
+    )
+
     @field_validator("storage")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -133,6 +178,25 @@ class Settings(BaseSettings):
         if value.startswith("s3://") and not value.removeprefix("s3://").split("/", 1)[0]:
             raise ValueError("s3:// needs a bucket name, e.g. s3://telemetry/uploads")
         return value
+
+    @field_validator("index")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _index_needs_object_storage(self) -> Settings:
+        if self.index is not None and not self.storage.startswith(("s3://", "memory://")):
+            raise ValueError(
+                "MINDPROJECT_INDEX (the fleet mode) needs MINDPROJECT_STORAGE=s3://bucket/prefix"
+            )
+        if self.segment_max_upload_bytes > self.segment_max_bytes:
+            raise ValueError(
+                "MINDPROJECT_SEGMENT_MAX_UPLOAD_BYTES must not exceed MINDPROJECT_SEGMENT_MAX_BYTES"
+            )
+        return self
 
     @model_validator(mode="after")
     def _open_mode_stays_local(self) -> Settings:

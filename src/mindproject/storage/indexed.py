@@ -27,6 +27,7 @@ from mindproject.storage.base import (
     Page,
     UploadInfo,
 )
+from mindproject.storage.layout import Layout
 from mindproject.storage.objectstore import STALE_APPEND_SECONDS, ObjectStorage, _store_errors
 from mindproject.storage.pg_index import PgIndex, Row, locator, parse_locator, time_cursor
 from mindproject.storage.segments import PendingUpload, SegmentBatcher
@@ -64,6 +65,10 @@ class IndexedStorage(ObjectStorage):
         self.batcher = SegmentBatcher(
             self._write_segment, window_seconds=segment_window_seconds, max_bytes=segment_max_bytes
         )
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout
 
     # writes --------------------------------------------------------------------------------
     def _blob_key(self, device_id: str, version: str) -> str:

@@ -425,8 +425,8 @@ class PgIndex:
             if sort == "last_upload_at":
                 after_time, after_device = _time_cursor(after)
                 records = await conn.fetch(
-                    f"SELECT {columns} WHERE (d.last_upload_at, d.device_id) > ($1, $2) "
-                    "AND d.last_upload_at < $3 AND starts_with(d.device_id, $4) "
+                    f"SELECT {columns} WHERE (d.last_upload_at, d.device_id) > ($1::float8, $2) "
+                    "AND d.last_upload_at < $3::float8 AND starts_with(d.device_id, $4) "
                     "ORDER BY d.last_upload_at, d.device_id LIMIT $5",
                     after_time,
                     after_device,
@@ -438,7 +438,7 @@ class PgIndex:
                 records = await conn.fetch(
                     f"SELECT {columns} WHERE d.device_id >= $1 AND d.device_id < $2 "
                     "AND d.device_id > $3 AND starts_with(d.device_id, $1) "
-                    "AND d.last_upload_at < $4 ORDER BY d.device_id LIMIT $5",
+                    "AND d.last_upload_at < $4::float8 ORDER BY d.device_id LIMIT $5",
                     prefix,
                     prefix + PREFIX_END,
                     after or "",
@@ -453,14 +453,14 @@ class PgIndex:
                 """
                 SELECT
                   (SELECT count(*) FROM devices),
-                  (SELECT count(*) FROM devices WHERE last_upload_at < $2),
+                  (SELECT count(*) FROM devices WHERE last_upload_at < $2::float8),
                   (SELECT count(*) FROM revocations),
                   hour.n, hour.bytes, day.n, day.bytes
                 FROM
                   (SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM versions
-                   WHERE uploaded_at >= $1 - 3600 AND uploaded_at <= $1) AS hour,
+                   WHERE uploaded_at >= $1::float8 - 3600 AND uploaded_at <= $1::float8) AS hour,
                   (SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM versions
-                   WHERE uploaded_at >= $1 - 86400 AND uploaded_at <= $1) AS day
+                   WHERE uploaded_at >= $1::float8 - 86400 AND uploaded_at <= $1::float8) AS day
                 """,
                 now,
                 silent_before,
@@ -479,9 +479,9 @@ class PgIndex:
                 return None
             # Versions sort newest first and carry their time: the range of the primary key.
             records = await conn.fetch(
-                "SELECT floor(uploaded_at / $4)::bigint, count(*), sum(size) FROM versions "
+                "SELECT floor(uploaded_at / $4::float8)::bigint, count(*), sum(size) FROM versions "
                 "WHERE device_id = $1 AND version >= $2 AND version < $3 "
-                "AND uploaded_at >= $5 AND uploaded_at < $6 GROUP BY 1",
+                "AND uploaded_at >= $5::float8 AND uploaded_at < $6::float8 GROUP BY 1",
                 device_id,
                 _version_bound(end),
                 _version_bound(start) + "~",
@@ -504,7 +504,7 @@ class PgIndex:
         async with self.connection() as conn:
             records = await conn.fetch(
                 "SELECT key, size, live_bytes FROM segments "
-                "WHERE live_bytes < size * $1 OR (live_bytes = 0 AND size = 0) "
+                "WHERE live_bytes < size * $1::float8 OR (live_bytes = 0 AND size = 0) "
                 "ORDER BY created_at LIMIT $2",
                 threshold,
                 limit,
@@ -582,7 +582,7 @@ class PgIndex:
     async def retired_before(self, moment: float, limit: int) -> list[str]:
         async with self.connection() as conn:
             records = await conn.fetch(
-                "SELECT key FROM retired_objects WHERE retired_at < $1 ORDER BY retired_at "
+                "SELECT key FROM retired_objects WHERE retired_at < $1::float8 ORDER BY retired_at "
                 "LIMIT $2",
                 moment,
                 limit,
