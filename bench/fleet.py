@@ -504,7 +504,9 @@ class Fleet:
                 history_versions=versions,
                 page_items=len(page.get("uploads", []))
                 if "history" in name
-                else len(listed.get("TelemetryDataDownloads", [])),
+                else len(listed.get("TelemetryDataDownloads", []))
+                if "list" in name
+                else None,
             )
 
 
