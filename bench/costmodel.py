@@ -72,6 +72,7 @@ class Monthly:
     fargate_tasks: int
     acu: float
     basis: str  # which measured point the request counts come from
+    db_parts: tuple[float, float, float] = (0.0, 0.0, 0.0)  # compute, storage, I/O
 
     @property
     def total_usd(self) -> float:
@@ -118,17 +119,25 @@ def fargate(rate: float, cpu_ms: float) -> tuple[int, float]:
     return tasks, usd
 
 
-def aurora(
+def aurora_parts(
     rate: float, pg_cpu_ms: float, index_bytes_per_upload: float, uploads: float
-) -> tuple[float, float]:
-    """(ACUs per instance, monthly USD): compute for the writer and a Multi-AZ reader, the
-    month's index rows stored, and the write I/Os of the commits."""
+) -> tuple[float, float, float, float]:
+    """(ACUs per instance, compute USD, storage USD, I/O USD) for a month: the writer and a
+    Multi-AZ reader, the month's index rows stored, and the write I/Os of the commits."""
     vcpu = rate * pg_cpu_ms / 1000 / CPU_UTILISATION
     acu = max(MIN_ACU, math.ceil(vcpu / VCPU_PER_ACU * 2) / 2)  # 0.5-ACU steps
     compute = acu * AURORA_INSTANCES * HOURS * AURORA_ACU_HOUR
-    stored_gb = uploads * index_bytes_per_upload / GB
+    storage = uploads * index_bytes_per_upload / GB * AURORA_STORAGE_GB_MONTH
     ios = uploads * max(index_bytes_per_upload / IO_BYTES, 0.0)
-    return acu, compute + stored_gb * AURORA_STORAGE_GB_MONTH + ios / 1e6 * AURORA_IO_PER_MILLION
+    return acu, compute, storage, ios / 1e6 * AURORA_IO_PER_MILLION
+
+
+def aurora(
+    rate: float, pg_cpu_ms: float, index_bytes_per_upload: float, uploads: float
+) -> tuple[float, float]:
+    """(ACUs per instance, monthly USD in all)."""
+    acu, compute, storage, io = aurora_parts(rate, pg_cpu_ms, index_bytes_per_upload, uploads)
+    return acu, compute + storage + io
 
 
 def monthly(
@@ -163,9 +172,11 @@ def monthly(
         uploads * (put_tier * S3_PUT_TIER_PER_1000 + get_tier * S3_GET_TIER_PER_1000) / 1000
     )
     storage = s3_storage_usd(uploads * UPLOAD_BYTES / GB)
-    acu, db_usd = 0.0, 0.0
+    acu, db_usd, db_parts = 0.0, 0.0, (0.0, 0.0, 0.0)
     if mode == "index":
-        acu, db_usd = aurora(rate, point.pg_cpu_ms, index_bytes_per_upload, uploads)
+        acu, *parts = aurora_parts(rate, point.pg_cpu_ms, index_bytes_per_upload, uploads)
+        db_parts = (parts[0], parts[1], parts[2])
+        db_usd = sum(db_parts)
     return Monthly(
         devices=devices,
         uploads=uploads,
@@ -178,6 +189,7 @@ def monthly(
         fargate_tasks=tasks,
         acu=acu,
         basis=basis,
+        db_parts=db_parts,
     )
 
 
@@ -227,8 +239,12 @@ def render(
             if not points:
                 continue
             m = monthly(devices, mode, points, window, index_bytes)
+            c, st, io = (_usd(x) for x in m.db_parts)
             db = (
-                f"{_usd(m.db_usd)} ({m.acu:g} ACU x {AURORA_INSTANCES})" if mode == "index" else "-"
+                f"{_usd(m.db_usd)} ({m.acu:g} ACU x {AURORA_INSTANCES}: {c} + storage {st} + "
+                f"I/O {io})"
+                if mode == "index"
+                else "-"
             )
             lines.append(
                 f"| {devices:,} | {mode} | {m.uploads:.3g} | {m.s3_put_tier:.3g} | "
