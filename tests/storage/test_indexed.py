@@ -7,6 +7,7 @@ index's figures, idempotency races between replicas, faults, the fleet view.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import time
@@ -18,9 +19,9 @@ import httpx
 import pytest
 
 from mindproject.errors import DeviceNotFound, StorageUnavailable, UploadNotFound
-from mindproject.identifiers import new_direct_upload_id, new_version_id
+from mindproject.identifiers import new_direct_upload_id, new_upload_id, new_version_id
 from mindproject.storage import open_storage
-from mindproject.storage.base import UploadInfo
+from mindproject.storage.base import ResumableUpload, UploadInfo
 from mindproject.storage.indexed import IndexedStorage
 from mindproject.storage.pg_index import parse_locator
 from tests.helpers import app_server, free_port, measured, s3_client
@@ -410,3 +411,81 @@ async def test_index_going_away_answers_unavailable_and_recovers(
     finally:
         await storage.close()
         await relay.stop()
+
+
+def test_the_api_is_unchanged_for_clients(s3_bucket: str, pg_index_url: str) -> None:
+    """The seed's calls and the later ones, through the app, in the fleet mode."""
+    data = os.urandom(5000)
+    with app_server(f"s3://{s3_bucket}/{PREFIX}", index=pg_index_url) as server:
+        client: httpx.Client = server.client()
+        assert client.get("/readyz").status_code == 200
+        put = client.put("/api/devices/sensor-42", files={"file": ("t.bin", data)})
+        assert put.status_code == 200, put.text
+        assert put.json()["message"] == "File uploaded for Device ID - sensor-42"
+        again = client.put(
+            "/api/devices/sensor-42", content=data, headers={"Idempotency-Key": "k-1"}
+        )
+        replay = client.put(
+            "/api/devices/sensor-42", content=data, headers={"Idempotency-Key": "k-1"}
+        )
+        assert replay.json()["version"] == again.json()["version"]
+        assert replay.json().get("replayed") is True
+        devices = client.get("/api/devices/").json()
+        assert devices["TelemetryDataDownloads"] == ["sensor-42"]
+        latest = client.get("/api/devices/sensor-42")
+        assert latest.status_code == 200
+        assert base64.b64decode(latest.content) == data
+        raw = client.get("/api/devices/sensor-42", params={"encoding": "raw"})
+        assert raw.content == data
+        ranged = client.get(
+            "/api/devices/sensor-42", params={"encoding": "raw"}, headers={"Range": "bytes=10-19"}
+        )
+        assert ranged.status_code == 206 and ranged.content == data[10:20]
+        cached = client.get(
+            "/api/devices/sensor-42",
+            params={"encoding": "raw"},
+            headers={"If-None-Match": raw.headers["ETag"]},
+        )
+        assert cached.status_code == 304
+        history = client.get("/api/devices/sensor-42/uploads").json()["uploads"]
+        assert [u["version"] for u in history] == [again.json()["version"], put.json()["version"]]
+        first = put.json()["version"]
+        assert client.delete(f"/api/devices/sensor-42/uploads/{first}").status_code == 200
+        assert client.get(f"/api/devices/sensor-42/uploads/{first}").status_code == 404
+        assert client.delete("/api/devices/sensor-42").status_code == 200
+        assert client.get("/api/devices/sensor-42").status_code == 404
+
+
+async def test_a_large_resumable_upload_completes_into_the_index(
+    fleet: IndexedStorage, s3_bucket: str, s3_env: dict[str, str]
+) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 5)  # assembled by multipart upload
+    upload = ResumableUpload(
+        device_id="tus-big",
+        upload_id=new_upload_id(),
+        length=len(data),
+        offset=0,
+        filename="big.bin",
+        content_type=None,
+        expected_sha256=hashlib.sha256(data).hexdigest(),
+        expires_at=time.time() + 3600,
+    )
+    await fleet.create_resumable(upload, max_per_device=0)
+    half = len(data) // 2
+    for start, end in ((0, half), (half, len(data))):
+        state = await fleet.append_resumable(
+            "tus-big",
+            upload.upload_id,
+            start,
+            measured(data[start:end]),
+            length=None,
+            expires_at=time.time() + 3600,
+            version=new_version_id(),
+        )
+    assert state.version is not None
+    info = await fleet.latest("tus-big")
+    assert info.version == state.version
+    assert hashlib.sha256(await read_all(fleet, info)).hexdigest() == info.sha256
+    assert list(objects(s3_env, s3_bucket)) == [info.locator]  # its own object, indexed
+    summary = await fleet.fleet_summary(now=time.time(), silent_before=0)
+    assert (summary.devices, summary.bytes_last_hour) == (1, len(data))

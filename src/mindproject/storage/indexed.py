@@ -85,21 +85,18 @@ class IndexedStorage(ObjectStorage):
             blob = self._blob_key(info.device_id, info.version)
             await self.put_object(blob, body)
         row = Row(info, idempotency_key, None, uploaded_at(info.version))
-        try:
-            inserted = await self.index.commit_object(blob, info.size, [row], time.time())
-        except StorageUnavailable:
-            # The commit's answer may be what was lost: never let the caller remove the bytes
-            # of a version the index holds.
-            committed = await self.index.get(info.device_id, info.version)
-            if committed is None or committed.locator != blob:
-                raise
-            return committed
+        inserted = await self.index.commit_object(blob, info.size, [row], time.time())
         if inserted:
             return replace(info, locator=blob)
         # The key names an earlier version (this object stays unused: its segment row counts
         # no live bytes, and the compactor removes it), or this very version was indexed by a
         # completion done twice.
         return await self._standing(info, idempotency_key)
+
+    async def _drop_unpublished(self, blob: str) -> None:
+        # Kept: the index may hold it (a commit whose answer was lost). Under segments/, the
+        # orphan sweep removes it after the grace period if the index does not know it.
+        return
 
     async def _standing(self, info: UploadInfo, idempotency_key: str | None) -> UploadInfo:
         if idempotency_key is not None:

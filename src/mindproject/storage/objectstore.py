@@ -257,8 +257,13 @@ class ObjectStorage(Storage):
             )
         except BaseException:
             if blob is not None:
-                await self._forget(blob)
+                await self._drop_unpublished(blob)
             raise
+
+    async def _drop_unpublished(self, blob: str) -> None:
+        """A blob whose version could not be published (hook: the fleet mode keeps it for its
+        orphan sweep, because a commit whose answer was lost may have indexed it)."""
+        await self._forget(blob)
 
     def _blob_key(self, device_id: str, version: str) -> str:
         """Where the bytes of a version too large for one PUT go (hook: the fleet mode keeps
@@ -1188,7 +1193,7 @@ class ObjectStorage(Storage):
             await self._forget(staged)
             raise
         except BaseException:
-            await self._forget(blob)
+            await self._drop_unpublished(blob)
             raise
         await self._forget(staged)
         return info

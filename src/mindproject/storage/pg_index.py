@@ -502,9 +502,11 @@ class PgIndex:
     async def sparse_segments(self, threshold: float, limit: int) -> list[tuple[str, int, int]]:
         """Segments whose live bytes fell below `threshold` of their size: (key, size, live)."""
         async with self.connection() as conn:
+            # An empty segment (of empty uploads) is done once no version points into it.
             records = await conn.fetch(
-                "SELECT key, size, live_bytes FROM segments "
-                "WHERE live_bytes < size * $1::float8 OR (live_bytes = 0 AND size = 0) "
+                "SELECT key, size, live_bytes FROM segments s "
+                "WHERE live_bytes < size * $1::float8 OR (size = 0 AND NOT EXISTS "
+                "(SELECT 1 FROM versions v WHERE v.object_key = s.key)) "
                 "ORDER BY created_at LIMIT $2",
                 threshold,
                 limit,
