@@ -28,13 +28,16 @@ class Recorder:
         self.failure: Exception | None = None
         self.gate: asyncio.Event | None = None
 
-    async def __call__(self, batch: Sequence[PendingUpload]) -> list[UploadInfo]:
+    async def __call__(self, batch: Sequence[PendingUpload]) -> list[UploadInfo | Exception]:
         if self.gate is not None:
             await self.gate.wait()
         if self.failure is not None:
             raise self.failure
         self.batches.append([upload.info.device_id for upload in batch])
-        return [upload.info for upload in batch]
+        return [
+            StorageUnavailable("this one alone") if upload.info.device_id == "lone" else upload.info
+            for upload in batch
+        ]
 
 
 async def test_uploads_in_one_window_share_one_batch() -> None:
@@ -121,3 +124,17 @@ async def test_close_writes_what_is_gathered() -> None:
     await asyncio.sleep(0)
     await batcher.close()
     assert (await waiting).device_id == "late"
+
+
+async def test_one_upload_can_fail_alone() -> None:
+    write = Recorder()
+    batcher = SegmentBatcher(write, window_seconds=0.01, max_bytes=1 << 20)
+    results = await asyncio.gather(
+        *(batcher.submit(pending(device, 10)) for device in ("a", "lone", "b")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], StorageUnavailable)
+    assert [r.device_id for r in (results[0], results[2]) if isinstance(r, UploadInfo)] == [
+        "a",
+        "b",
+    ]

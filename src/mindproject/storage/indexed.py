@@ -107,7 +107,7 @@ class IndexedStorage(ObjectStorage):
             raise StorageUnavailable("the upload raced a delete of its idempotency key; retry")
         return earlier
 
-    async def _write_segment(self, batch: Sequence[PendingUpload]) -> list[UploadInfo]:
+    async def _write_segment(self, batch: Sequence[PendingUpload]) -> list[UploadInfo | Exception]:
         """One PUT of every upload's bytes, then one transaction indexing them all. A failure of
         either fails the whole batch. A segment whose commit failed is not removed here (the
         commit may have happened with its answer lost): the orphan sweep removes it once the
@@ -124,13 +124,16 @@ class IndexedStorage(ObjectStorage):
             offset += len(upload.data)
         await self.put_object(key, b"".join(upload.data for upload in batch))
         inserted = await self.index.commit_object(key, offset, rows, now)
-        results = []
+        results: list[UploadInfo | Exception] = []
         for row in rows:
             info = row.info
             if (info.device_id, info.version) in inserted:
                 results.append(replace(info, locator=locator(key, row.offset)))
-            else:
+                continue
+            try:  # lost to an earlier version of its idempotency key: that one stands
                 results.append(await self._standing(info, row.idempotency_key))
+            except StorageUnavailable as exc:  # this upload's answer only; the others stand
+                results.append(exc)
         return results
 
     async def close(self) -> None:

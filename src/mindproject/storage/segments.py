@@ -29,7 +29,8 @@ class PendingUpload:
     result: asyncio.Future[UploadInfo] | None = field(default=None, repr=False)
 
 
-WriteBatch = Callable[[Sequence[PendingUpload]], Awaitable[Sequence[UploadInfo]]]
+# The outcome of each upload of a batch, in order: its version, or what failed it alone.
+WriteBatch = Callable[[Sequence[PendingUpload]], Awaitable[Sequence[UploadInfo | Exception]]]
 
 
 def _consume(future: asyncio.Future[UploadInfo]) -> None:
@@ -93,7 +94,11 @@ class SegmentBatcher:
             return
         for upload, result in zip(batch, results, strict=True):
             assert upload.result is not None
-            if not upload.result.done():
+            if upload.result.done():
+                continue
+            if isinstance(result, Exception):
+                upload.result.set_exception(result)
+            else:
                 upload.result.set_result(result)
 
     async def close(self) -> None:
