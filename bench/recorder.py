@@ -20,9 +20,9 @@ from paths import ROOT
 class Recorder:
     """One run's folder, bench/results/<UTC time>/, with raw/ for logs that are not committed."""
 
-    def __init__(self, results_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, results_dir: Path, config: dict[str, Any], suffix: str = "") -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.out = results_dir / stamp
+        self.out = results_dir / (stamp + suffix)
         self.raw = self.out / "raw"
         self.raw.mkdir(parents=True, exist_ok=True)
         self.config = config

@@ -60,3 +60,14 @@ bench-choices: $(CHOICES_STAMP)
 	$(if $(filter asgi_stack,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/asgi_stack.py $(ASGI_STACK_ARGS))
 	$(if $(filter s3_client,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/s3_client.py $(S3_CLIENT_ARGS))
 	$(if $(filter pg_driver,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/pg_driver.py $(PG_DRIVER_ARGS))
+
+# Fleet scale (issue 12): S3-only mode against the PostgreSQL index mode, two replicas, a
+# counting proxy in front of Ceph; writes bench/results/<UTC time>-fleet-scale/ (bench/fleet.py).
+#   make bench-fleet-scale                                     the full run (~15 min)
+#   make bench-fleet-scale FLEET_ARGS="--clients 512 --windows 50 --no-reads"   one point
+FLEET_ARGS ?=
+
+.PHONY: bench-fleet-scale
+bench-fleet-scale: $(RUN_STAMP) $(BENCH_STAMP)
+	bash scripts/install-system-packages.sh $(APT_PACKAGES) $(BENCH_APT_PACKAGES)
+	$(BENCH_VENV)/bin/python bench/fleet.py $(FLEET_ARGS)
