@@ -16,6 +16,7 @@ from mindproject.api import (
     devices,
     direct_uploads,
     docs,
+    fleet,
     health,
     metrics,
     resumable,
@@ -54,6 +55,7 @@ ROUTES: list[BaseRoute] = [
     *resumable.routes,
     *revocations.routes,
     *direct_uploads.routes,
+    *fleet.routes,
     *devices.fallback_routes,
 ]
 
