@@ -11,8 +11,9 @@ RUN_STAMP := $(VENV)/.run-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 # Debian packages the test suite uses: the S3 server (Ceph RADOS Gateway), curl, tmux (the
-# CLI's progress bars as a person sees them on a terminal) and zsh (its completion script).
-APT_PACKAGES := radosgw ceph-mon ceph-osd curl tmux zsh
+# CLI's progress bars as a person sees them on a terminal), zsh (its completion script), and
+# Chromium with its WebDriver (the fleet page's browser tests, tests/web).
+APT_PACKAGES := radosgw ceph-mon ceph-osd curl tmux zsh chromium chromium-driver
 # Extra targets `make test` runs before pytest (fragments append to this).
 TEST_PREREQS :=
 
@@ -53,8 +54,8 @@ pytest: $(TEST_STAMP) system-packages $(TEST_PREREQS)
 
 test: lint typecheck pytest
 
-# Markers (pyproject.toml): s3, server, cluster, slow, deploy, container.
-FAST_MARKERS := not s3 and not server and not cluster and not slow and not deploy and not container
+# Markers (pyproject.toml): s3, server, cluster, slow, deploy, container, browser.
+FAST_MARKERS := not s3 and not server and not cluster and not slow and not deploy and not container and not browser
 
 test-fast: $(TEST_STAMP)
 	$(BIN)/pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)

@@ -22,6 +22,7 @@ from mindproject.api import (
     resumable,
     revocations,
     uploads,
+    web,
 )
 from mindproject.api.errors import HANDLERS
 from mindproject.api.slash_redirect import SlashRedirect
@@ -47,6 +48,7 @@ from mindproject.storage.instrumented import InstrumentedStorage
 log = logging.getLogger("mindproject")
 
 ROUTES: list[BaseRoute] = [
+    *web.routes,
     *health.routes,
     *metrics.routes,
     *docs.routes,
