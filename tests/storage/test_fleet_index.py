@@ -163,6 +163,7 @@ async def test_an_index_made_before_the_fleet_view_is_migrated(tmp_path: Path) -
     with sqlite3.connect(tmp_path / INDEX_NAME) as db:  # the devices table as it was before
         db.executescript(
             "DROP INDEX devices_by_last_upload; DROP INDEX uploads_by_time;"
+            "DROP TABLE upload_minutes;"
             "CREATE TABLE old_devices (device_id TEXT PRIMARY KEY, uploads INTEGER NOT NULL) "
             "WITHOUT ROWID;"
             "INSERT INTO old_devices SELECT device_id, uploads FROM devices;"
@@ -175,7 +176,26 @@ async def test_an_index_made_before_the_fleet_view_is_migrated(tmp_path: Path) -
     assert row.last_upload_at == pytest.approx(time.time() - 60, abs=5)
     summary = await again.fleet_summary(now=time.time(), silent_before=time.time() - 3600)
     assert (summary.devices, summary.silent_devices, summary.uploads_last_hour) == (2, 0, 2)
+    assert (summary.uploads_last_day, summary.bytes_last_day) == (3, 9)
     await again.close()
+
+
+async def test_windows_cut_inside_a_minute_count_exactly(tmp_path: Path) -> None:
+    """The hour and day come from per-minute counts, plus the uploads of the minute the
+    window's start falls in, counted one by one: a window is exact to the microsecond."""
+    storage = FileStorage(tmp_path, fsync=False)
+    now = (time.time() // 60) * 60 + 30  # half a minute into the current minute
+    for seconds_ago in (3600 + 20, 3600 - 20, 3600 - 40, 30 * 60, 86400 + 5, 86400 - 5):
+        version = new_version_id(int((now - seconds_ago) * 1_000_000))
+        await storage.save("w", version, measured(b"x" * 10), filename=None, content_type=None)
+    summary = await storage.fleet_summary(now=now, silent_before=0)
+    assert (summary.uploads_last_hour, summary.bytes_last_hour) == (3, 30)
+    assert (summary.uploads_last_day, summary.bytes_last_day) == (5, 50)
+    newest = (await storage.list_uploads("w", after=None, limit=1)).items[0]
+    await storage.delete_upload("w", newest.version)
+    summary = await storage.fleet_summary(now=now, silent_before=0)
+    assert (summary.uploads_last_hour, summary.uploads_last_day) == (2, 4)
+    await storage.close()
 
 
 async def test_fleet_reads_are_index_range_scans(tmp_path: Path) -> None:

@@ -190,6 +190,17 @@ def _make_private(root: Path) -> None:
                 path.chmod(0o600)
 
 
+# Uploads and bytes per minute of upload time across the fleet, kept with each upload and delete:
+# the fleet's last hour and day are 60 and 1,440 rows of it (plus the uploads of the one minute
+# cut by the window's start), whatever the upload rate.
+MINUTE_US = 60_000_000
+_UPLOAD_MINUTES = """
+CREATE TABLE upload_minutes (
+    minute INTEGER PRIMARY KEY,
+    uploads INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID
+"""
 # The fleet view's indexes (made after the columns they cover exist in older index files):
 # devices by last upload (oldest first, silent filter), and every version by upload time across
 # devices (version ids encode it), covering size, for the fleet's last hour and day.
@@ -204,6 +215,14 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
     if "data" not in columns:  # indexes made before small uploads were stored inline
         db.execute("ALTER TABLE uploads ADD COLUMN data BLOB")
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "upload_minutes" not in tables:  # made before the fleet view: count what is there, once
+        db.execute(_UPLOAD_MINUTES)
+        db.execute(
+            "INSERT INTO upload_minutes SELECT "
+            f"({VERSION_EPOCH} - CAST(substr(version, 1, 16) AS INTEGER)) / {MINUTE_US}, "
+            "COUNT(*), SUM(size) FROM uploads GROUP BY 1"
+        )
     device_columns = {row[1] for row in db.execute("PRAGMA table_info(devices)")}
     if "last_us" not in device_columns:  # indexes made before the fleet view: fill in once
         db.execute("ALTER TABLE devices ADD COLUMN last_us INTEGER")
@@ -440,6 +459,11 @@ class FileStorage(Storage):
             "last_us = MAX(COALESCE(last_us, 0), excluded.last_us)",
             (info.device_id, uploaded_us, info.size, info.size),
         )
+        db.execute(
+            "INSERT INTO upload_minutes VALUES (?, 1, ?) ON CONFLICT (minute) DO UPDATE SET "
+            "uploads = uploads + 1, bytes = bytes + excluded.bytes",
+            (uploaded_us // MINUTE_US, info.size),
+        )
         return info
 
     @classmethod
@@ -490,6 +514,11 @@ class FileStorage(Storage):
                 (len(found), sum(int(row[2]) for row in rows), device_id),
             )
             db.execute("DELETE FROM devices WHERE uploads <= 0 AND device_id = ?", (device_id,))
+            db.executemany(
+                "UPDATE upload_minutes SET uploads = uploads - 1, bytes = bytes - ? "
+                "WHERE minute = ?",
+                [(int(row[2]), _version_us(str(row[0])) // MINUTE_US) for row in rows],
+            )
             _refresh_latest(db, device_id)  # the newest version may have been among them
         return found
 
@@ -566,8 +595,13 @@ class FileStorage(Storage):
         if silent_before is not None:
             where.append("d.last_us < ?")
             params.append(int(silent_before * 1_000_000))
+        source = "devices d"
         if sort == "last_upload_at":
             order = "d.last_us, d.device_id"
+            if not prefix:
+                # Walk the time index and stop at the page's end. (With a prefix, the planner's
+                # id range, sorted, costs the devices that match it: better when they are few.)
+                source = "devices d INDEXED BY devices_by_last_upload"
             if after is not None:
                 last_us, _, device_id = after.partition("/")
                 where.append("(d.last_us, d.device_id) > (?, ?)")
@@ -579,7 +613,7 @@ class FileStorage(Storage):
                 params.append(after)
         rows = self._query(
             "SELECT d.device_id, d.last_us, d.uploads, d.bytes, d.last_size, r.revoked_at "
-            "FROM devices d LEFT JOIN revocations r ON r.device_id = d.device_id "
+            f"FROM {source} LEFT JOIN revocations r ON r.device_id = d.device_id "
             f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
             (*params, limit + 1),
         )
@@ -614,12 +648,23 @@ class FileStorage(Storage):
         now_us = int(now * 1_000_000)
 
         def since(seconds: int) -> tuple[int, int]:
-            row = self._query(
+            # Whole minutes from the rollup; the minute the window's start cuts, from the index.
+            start_us = now_us - seconds * 1_000_000
+            first_whole = start_us // MINUTE_US + 1
+            whole = self._query(
+                "SELECT COALESCE(SUM(uploads), 0), COALESCE(SUM(bytes), 0) FROM upload_minutes "
+                "WHERE minute >= ? AND minute <= ?",
+                (first_whole, now_us // MINUTE_US),
+            )[0]
+            edge = self._query(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploads INDEXED BY uploads_by_time "
                 "WHERE version < ? AND version >= ?",
-                (_version_bound(now_us - seconds * 1_000_000), _version_bound(now_us + 1)),
+                (_version_bound(start_us), _version_bound(first_whole * MINUTE_US)),
             )[0]
-            return int(row[0]), int(row[1])  # type: ignore[call-overload]
+            return (
+                int(whole[0]) + int(edge[0]),  # type: ignore[call-overload]
+                int(whole[1]) + int(edge[1]),  # type: ignore[call-overload]
+            )
 
         devices, silent = self._query(
             "SELECT (SELECT COUNT(*) FROM devices), "
