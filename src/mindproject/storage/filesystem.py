@@ -590,8 +590,14 @@ class FileStorage(Storage):
         sort: str,
         silent_before: float | None,
     ) -> Page[DeviceSummary]:
-        where = ["d.device_id >= ?", "d.device_id < ?"]
-        params: list[object] = [prefix, prefix + "\x7f"]
+        # One lower bound on the id, so SQLite seeks to it (given two, it may seek to the prefix
+        # and filter every row up to the cursor).
+        if sort == "device_id" and after is not None and after >= prefix:
+            where = ["d.device_id > ?", "d.device_id < ?"]
+            params: list[object] = [after, prefix + "\x7f"]
+        else:
+            where = ["d.device_id >= ?", "d.device_id < ?"]
+            params = [prefix, prefix + "\x7f"]
         if silent_before is not None:
             where.append("d.last_us < ?")
             params.append(int(silent_before * 1_000_000))
@@ -608,8 +614,8 @@ class FileStorage(Storage):
                 params += [int(last_us), device_id]
         else:
             order = "d.device_id"
-            if after is not None:
-                where.append("d.device_id > ?")
+            if after is not None and after < prefix:
+                where.append("d.device_id > ?")  # below the prefix: the prefix bound decides
                 params.append(after)
         rows = self._query(
             "SELECT d.device_id, d.last_us, d.uploads, d.bytes, d.last_size, r.revoked_at "
