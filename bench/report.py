@@ -66,6 +66,7 @@ def _notes(row: dict[str, Any]) -> str:
         "ok_size",
         "populate_failed",
         "rss_per_conn_kib",
+        "load_1m",
     ):
         if key in row and row[key] is not None:
             value = row[key]

@@ -420,7 +420,10 @@ class Scenarios:
             if status != 200:
                 raise RuntimeError(f"{path} answered {status}: {body[:200]!r}")
             res = self._wrk(be, server, "get.lua", {"BENCH_PATH": path}, self.cfg.list_connections)
-            self.rec.add(be.name, label, server.target, devices=FLEET_DEVICES, **res)
+            # The machine's load beside each row: on a shared machine latency is mostly queueing,
+            # and CPU ms per request is the figure that does not depend on it.
+            load = round(os.getloadavg()[0], 1)
+            self.rec.add(be.name, label, server.target, devices=FLEET_DEVICES, load_1m=load, **res)
 
     def _fleet_cursor(self, server: Server, sort: str, depth: int) -> str:
         """A real cursor `depth` rows deep, got by walking pages of 1,000 as a client would."""
