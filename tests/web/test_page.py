@@ -205,6 +205,7 @@ def screenshot(driver: Any, name: str, width: int, height: int) -> None:
         "Emulation.setDeviceMetricsOverride",
         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
     )
+    driver.execute_script("window.scrollTo(0, 0)")
     try:
         overflow = driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -379,7 +380,7 @@ def test_delete_as_admin_after_a_confirmation_naming_the_device(site, browser) -
     assert not by_id(browser, "confirm-ok").is_enabled()
     by_id(browser, "confirm-input").send_keys("to-delete")
     by_id(browser, "confirm-ok").click()
-    wait(browser, lambda d: "Deleted 1 uploads of to-delete" in by_id(d, "notice").text, "done")
+    wait(browser, lambda d: "Deleted 1 upload of to-delete" in by_id(d, "notice").text, "done")
     wait(browser, lambda d: "to-delete" not in table_devices(d) and table_devices(d), "the table")
     with server.client(ADMIN) as client:
         assert client.get("/api/devices/to-delete/uploads").status_code == 404

@@ -65,6 +65,10 @@
     });
   }
 
+  function count(n, noun) {
+    return `${n} ${noun}${n === 1 ? "" : "s"}`;
+  }
+
   function timeCell(iso) {
     const cell = el("td");
     if (iso) cell.append(el("time", { datetime: iso, title: iso, text: when(iso) }));
@@ -254,7 +258,7 @@
     $("next-page").disabled = !body.next_cursor;
     $("first-page").disabled = fleet.page === 0;
     $("page-status").textContent =
-      `Page ${fleet.page + 1}: ${body.devices.length} device${body.devices.length === 1 ? "" : "s"}`;
+      `Page ${fleet.page + 1}: ${count(body.devices.length, "device")}`;
   }
 
   function deviceRow(device, silentBefore) {
@@ -320,7 +324,7 @@
         const parts = [];
         if (row.revoked) parts.push(`Revoked since ${when(row.revoked_at)}`);
         parts.push(`last upload ${when(row.last_upload_at)}`);
-        if (row.uploads != null) parts.push(`${row.uploads} uploads, ${bytes(row.bytes)} stored`);
+        if (row.uploads != null) parts.push(`${count(row.uploads, "upload")}, ${bytes(row.bytes)} stored`);
         line.textContent = parts.join(" · ");
       }
     } catch (exc) {
@@ -444,7 +448,7 @@
       }
     });
     box.replaceChildren(plot);
-    $("chart-summary").textContent = `${total} upload${total === 1 ? "" : "s"} in the last 7 days.`;
+    $("chart-summary").textContent = `${count(total, "upload")} in the last 7 days.`;
   }
 
   async function toggleRevocation() {
@@ -479,7 +483,7 @@
     }
     try {
       const response = await json(`/api/devices/${enc(current.id)}`, { method: "DELETE" });
-      carried = `Deleted ${response.deleted_uploads} uploads of ${current.id}.`;
+      carried = `Deleted ${count(response.deleted_uploads, "upload")} of ${current.id}.`;
       location.hash = "#/";
     } catch (exc) {
       $("device-error").textContent = `Delete failed: ${exc.message}`;
