@@ -9,6 +9,7 @@ test-artifacts/screenshots/ (README: "The fleet page").
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import shutil
@@ -323,6 +324,55 @@ def test_a_hostile_filename_is_shown_as_text_and_runs_nothing(site, browser) -> 
     assert browser.execute_script("return window.__xss") is None
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 - reading it is the check
+
+
+def test_an_operator_resumes_an_upload_with_the_device_s_token(site, browser, tmp_path) -> None:
+    """Operators may not upload with their own token: they paste the device's. An upload the
+    page started before (its URL kept in sessionStorage, 4 MiB already sent) is resumed where
+    it stopped (HEAD, then PATCH from there), not started again."""
+    server, _ = site
+    data = os.urandom(9 * 1024 * 1024)
+    path = tmp_path / "resumed.bin"
+    path.write_bytes(data)
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # File.lastModified: 1700000000000
+    device_token = make_token("device", "alpha-1")
+    tus = {"Authorization": f"Bearer {device_token}", "Tus-Resumable": "1.0.0"}
+    name = base64.b64encode(b"resumed.bin").decode()
+    with httpx.Client(base_url=server.url, headers=tus) as device:
+        created = device.post(
+            "/api/devices/alpha-1/resumable",
+            headers={"Upload-Length": str(len(data)), "Upload-Metadata": f"filename {name}"},
+        )
+        assert created.status_code == 201, created.text
+        location = created.headers["location"]
+        first = device.patch(
+            location,
+            content=data[: 4 * 1024 * 1024],
+            headers={"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+        )
+        assert first.status_code == 204, first.text
+
+    sign_in(browser, server.url, OPERATOR)
+    wait(browser, lambda d: visible(d, "fleet-view"), "the fleet page")
+    open_device(browser, server.url, "alpha-1")
+    key = f"mindproject.tus:alpha-1:resumed.bin:{len(data)}:1700000000000"
+    browser.execute_script("sessionStorage.setItem(arguments[0], arguments[1])", key, location)
+    assert visible(browser, "device-token-field")
+    by_id(browser, "file-input").send_keys(str(path))
+    by_id(browser, "upload-button").click()
+    wait(browser, lambda d: "paste it above" in by_id(d, "upload-status").text, "the token hint")
+    by_id(browser, "device-token-input").send_keys(device_token)
+    by_id(browser, "upload-button").click()
+    wait(browser, lambda d: "Uploaded resumed.bin" in by_id(d, "upload-status").text, "the upload")
+    with httpx.Client(base_url=server.url, headers=tus) as device:
+        state = device.head(location)
+        assert state.headers["upload-offset"] == str(len(data))  # this very upload completed
+        latest = device.get("/api/devices/alpha-1/uploads?limit=1").json()["uploads"][0]
+    assert (latest["filename"], latest["sha256"]) == (
+        "resumed.bin",
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert browser.execute_script("return sessionStorage.getItem(arguments[0])", key) is None
 
 
 def test_upload_20_mib_with_progress_to_100_percent(site, browser, tmp_path) -> None:
