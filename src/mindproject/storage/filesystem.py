@@ -215,8 +215,23 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
     if "data" not in columns:  # indexes made before small uploads were stored inline
         db.execute("ALTER TABLE uploads ADD COLUMN data BLOB")
+    # The fleet view's figures are filled in one transaction: a start that dies half-way leaves
+    # the index as it was, and the next start fills them again.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _add_fleet_figures(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    db.executescript(_FLEET_INDEXES)
+
+
+def _add_fleet_figures(db: sqlite3.Connection) -> None:
+    """Per-device figures and per-minute counts for index files made before the fleet view,
+    counted once from the uploads table (the only walk over it, at the upgrade)."""
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "upload_minutes" not in tables:  # made before the fleet view: count what is there, once
+    if "upload_minutes" not in tables:
         db.execute(_UPLOAD_MINUTES)
         db.execute(
             "INSERT INTO upload_minutes SELECT "
@@ -224,7 +239,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             "COUNT(*), SUM(size) FROM uploads GROUP BY 1"
         )
     device_columns = {row[1] for row in db.execute("PRAGMA table_info(devices)")}
-    if "last_us" not in device_columns:  # indexes made before the fleet view: fill in once
+    if "last_us" not in device_columns:
         db.execute("ALTER TABLE devices ADD COLUMN last_us INTEGER")
         db.execute("ALTER TABLE devices ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0")
         db.execute("ALTER TABLE devices ADD COLUMN last_size INTEGER")
@@ -238,7 +253,6 @@ def _migrate(db: sqlite3.Connection) -> None:
         rows = db.execute("SELECT device_id FROM devices").fetchall()
         for (device_id,) in rows:
             _refresh_latest(db, str(device_id))
-    db.executescript(_FLEET_INDEXES)
 
 
 def _version_us(version: str) -> int:
