@@ -39,6 +39,8 @@ XSS_NAME = '<img src=x onerror="window.__xss=1;alert(1)">'
 # A bound on each wait for the page, never a claim about speed (the usual wait is milliseconds).
 WAIT_SECONDS = 30
 OPERATOR = make_token("operator")
+PAGED = 26
+FIRST = ["alpha-1", "alpha-2", "beta-1", "gamma-old", "to-delete", "to-revoke", "xss-1"]
 ADMIN = make_token("admin")
 
 
@@ -62,6 +64,14 @@ def _seed(data: Path) -> dict[str, bytes]:
                 device, version, measured(body), filename=f"{device}.txt", content_type="text/plain"
             )
             contents[device] = body
+        for n in range(PAGED):  # enough devices for two pages of 25
+            await storage.save(
+                f"zz-page-{n:02d}",
+                new_version_id(),
+                measured(b"p"),
+                filename=None,
+                content_type=None,
+            )
         await storage.save(
             "xss-1",
             new_version_id(),
@@ -231,16 +241,15 @@ def test_a_device_token_is_refused_with_a_clear_message(site, browser) -> None:
 def test_sign_in_shows_summary_tiles_and_the_table(site, browser) -> None:
     server, _ = site
     sign_in(browser, server.url, OPERATOR)
-    wait_for_devices(
-        browser, ["alpha-1", "alpha-2", "beta-1", "gamma-old", "to-delete", "to-revoke", "xss-1"]
-    )
+    wait(browser, lambda d: table_devices(d)[:7] == FIRST, "the devices in id order")
+    assert len(table_devices(browser)) == 7 + PAGED
     tiles = {
         tile.get_attribute("data-tile"): tile.find_element(By.CLASS_NAME, "value").text
         for tile in browser.find_elements(By.CSS_SELECTOR, "#tiles li[data-tile]")
     }
-    assert tiles["Devices"] == "7"
+    assert tiles["Devices"] == str(7 + PAGED)
     assert tiles["Silent for 24h"] == "2"  # beta-1, gamma-old
-    assert tiles["Uploads, last day"] == "5"
+    assert tiles["Uploads, last day"] == str(5 + PAGED)
     # The token is in this tab's sessionStorage only: not in the URL, a cookie or localStorage.
     assert browser.execute_script("return sessionStorage.getItem('mindproject.token')") == OPERATOR
     assert browser.execute_script("return localStorage.length") == 0
@@ -259,7 +268,7 @@ def test_search_by_prefix(site, browser) -> None:
     wait_for_devices(browser, ["alpha-1", "alpha-2"])
     field.clear()
     by_id(browser, "search-button").click()
-    wait(browser, lambda d: len(table_devices(d)) == 7, "every device again")
+    wait(browser, lambda d: len(table_devices(d)) == 7 + PAGED, "every device again")
 
 
 def test_sort_by_last_upload_and_silent_highlighting(site, browser) -> None:
@@ -283,11 +292,21 @@ def test_sort_by_last_upload_and_silent_highlighting(site, browser) -> None:
 
 
 def test_paging_walks_every_device(site, browser) -> None:
-    server, _ = site
-    with server.client(OPERATOR) as client:
-        ids = [d["device_id"] for d in client.get("/api/fleet/devices?limit=3").json()["devices"]]
-    assert ids == ["alpha-1", "alpha-2", "beta-1"]  # the page asks 50 a page: one page here
+    assert not by_id(browser, "next-page").is_enabled()  # 50 a page: one page
+    Select(by_id(browser, "page-size")).select_by_value("25")
+    wait(browser, lambda d: len(table_devices(d)) == 25, "a page of 25")
+    first = table_devices(browser)
+    assert first[:7] == FIRST and not by_id(browser, "previous-page").is_enabled()
+    by_id(browser, "next-page").click()
+    wait(browser, lambda d: len(table_devices(d)) == 7 + PAGED - 25, "the second page")
+    second = table_devices(browser)
+    assert sorted(first + second) == first + second and not set(first) & set(second)
     assert not by_id(browser, "next-page").is_enabled()
+    assert "Page 2" in by_id(browser, "page-status").text
+    by_id(browser, "previous-page").click()
+    wait(browser, lambda d: table_devices(d) == first, "the first page again")
+    Select(by_id(browser, "page-size")).select_by_value("50")
+    wait(browser, lambda d: len(table_devices(d)) == 7 + PAGED, "one page of every device")
 
 
 def test_open_a_device_and_download_a_version(site, browser, downloads) -> None:

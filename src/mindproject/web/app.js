@@ -9,7 +9,7 @@
   const TOKEN_KEY = "mindproject.token";
   const ROLE_KEY = "mindproject.role";
   const RESUME_PREFIX = "mindproject.tus:";
-  const PAGE_SIZE = 50;
+  const PAGE_SIZE = 50; // a device's uploads per page (the fleet table has its own choice)
   const CHUNK_BYTES = 4 * 1024 * 1024; // tus PATCH size: a lost connection costs at most this
   const UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
 
@@ -194,7 +194,7 @@
   const fleet = { cursors: [null], page: 0 };
 
   function fleetQuery(cursor) {
-    const query = new URLSearchParams({ limit: String(PAGE_SIZE), sort: $("sort-input").value });
+    const query = new URLSearchParams({ limit: $("page-size").value, sort: $("sort-input").value });
     const prefix = $("prefix-input").value.trim();
     if (prefix) query.set("prefix", prefix);
     if ($("silent-only").checked) query.set("silent_for", $("silent-input").value);
@@ -257,6 +257,7 @@
     fleet.cursors[fleet.page + 1] = body.next_cursor;
     $("next-page").disabled = !body.next_cursor;
     $("first-page").disabled = fleet.page === 0;
+    $("previous-page").disabled = fleet.page === 0;
     $("page-status").textContent =
       `Page ${fleet.page + 1}: ${count(body.devices.length, "device")}`;
   }
@@ -622,11 +623,15 @@
     $("signin-form").addEventListener("submit", signIn);
     $("sign-out").addEventListener("click", signOut);
     $("fleet-controls").addEventListener("submit", searchFleet);
-    for (const id of ["sort-input", "silent-input", "silent-only"]) {
+    for (const id of ["sort-input", "silent-input", "silent-only", "page-size"]) {
       $(id).addEventListener("change", () => searchFleet());
     }
     $("next-page").addEventListener("click", () => {
       fleet.page += 1;
+      loadDevices(fleet.cursors[fleet.page]);
+    });
+    $("previous-page").addEventListener("click", () => {
+      fleet.page = Math.max(0, fleet.page - 1);
       loadDevices(fleet.cursors[fleet.page]);
     });
     $("first-page").addEventListener("click", () => {
