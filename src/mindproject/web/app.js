@@ -186,7 +186,13 @@
     }
     $("role-badge").textContent = `Signed in: ${role()}`;
     const match = /^#\/device\/(.+)$/.exec(location.hash);
-    if (match) openDevice(decodeURIComponent(match[1]));
+    let deviceId = null;
+    try {
+      deviceId = match ? decodeURIComponent(match[1]) : null;
+    } catch (_) {
+      notice("That address names no device: here is the fleet.");
+    }
+    if (deviceId) openDevice(deviceId);
     else openFleet();
   }
 
