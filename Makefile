@@ -11,9 +11,10 @@ RUN_STAMP := $(VENV)/.run-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 # Debian packages the test suite uses: the S3 server (Ceph RADOS Gateway), PostgreSQL (the fleet
-# mode's index, scripts/postgres.sh), curl, tmux (the
-# CLI's progress bars as a person sees them on a terminal) and zsh (its completion script).
-APT_PACKAGES := radosgw ceph-mon ceph-osd postgresql curl tmux zsh
+# mode's index, scripts/postgres.sh), curl, tmux (the CLI's progress bars as a person sees them
+# on a terminal), zsh (its completion script), and Chromium with its WebDriver (the fleet page's
+# browser tests, tests/web).
+APT_PACKAGES := radosgw ceph-mon ceph-osd postgresql curl tmux zsh chromium chromium-driver
 # Extra targets `make test` runs before pytest (fragments append to this).
 TEST_PREREQS :=
 
@@ -59,8 +60,8 @@ pytest: $(TEST_STAMP) system-packages $(TEST_PREREQS)
 
 test: lint typecheck pytest
 
-# Markers (pyproject.toml): s3, pg, server, cluster, slow, deploy, container.
-FAST_MARKERS := not s3 and not pg and not server and not cluster and not slow and not deploy and not container
+# Markers (pyproject.toml): s3, pg, server, cluster, slow, deploy, container, browser.
+FAST_MARKERS := not s3 and not pg and not server and not cluster and not slow and not deploy and not container and not browser
 
 test-fast: $(TEST_STAMP)
 	$(BIN)/pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)

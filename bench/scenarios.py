@@ -23,7 +23,20 @@ from loopback import http_call, http_exchange, multipart
 from recorder import Recorder
 from servers import Server
 
-ALL_SCENARIOS = ["upload_1k", "get_1k", "big_256m", "list_100k", "idle_1k", "resumable"]
+ALL_SCENARIOS = [
+    "upload_1k",
+    "get_1k",
+    "big_256m",
+    "list_100k",
+    "idle_1k",
+    "resumable",
+    "fleet",
+]
+# The fleet view (file backend, MindProject only): this many devices seeded into the index, a
+# page of this many rows (the API's default), and the cursor this deep for the "deep" pages.
+FLEET_DEVICES = 100_000
+FLEET_PAGE = 100
+FLEET_DEEP = 90_000
 # A resumable (tus) upload of this many MiB, in each of these chunk sizes, against one streamed
 # PUT of the same file (the baseline, measured in the same run).
 RESUMABLE_MIB = 128
@@ -359,6 +372,72 @@ class Scenarios:
             rss_above_idle_mib=meter.peak_above_idle / MiB,
         )
 
+    def s_fleet(self, be: Backend, server: Server) -> None:
+        """Fleet pages, the summary and a device's activity over 100,000 devices, against the
+        plain device list page (the baseline) in the same run, on the file backend."""
+        if be.name != "file" or server.target != "mindproject":
+            return
+        data = Path(be.storage_for(server.target).removeprefix("file://"))
+        seeded = seed_fleet_index(data / "index.sqlite3", FLEET_DEVICES)
+        self.rec.log(f"fleet: {seeded}")
+        deep = {
+            sort: self._fleet_cursor(server, sort, FLEET_DEEP)
+            for sort in ("device_id", "last_upload_at")
+        }
+        page = f"limit={FLEET_PAGE}"
+        paths = [
+            (f"device list page of {FLEET_PAGE} (baseline)", f"/api/devices/?{page}"),
+            (f"fleet page of {FLEET_PAGE} by id", f"/api/fleet/devices?{page}"),
+            (
+                f"fleet page of {FLEET_PAGE} by last upload",
+                f"/api/fleet/devices?{page}&sort=last_upload_at",
+            ),
+            (
+                f"fleet page of {FLEET_PAGE} silent 7d, by last upload",
+                f"/api/fleet/devices?{page}&sort=last_upload_at&silent_for=7d",
+            ),
+            (
+                f"fleet page of {FLEET_PAGE} silent 7d, by id",
+                f"/api/fleet/devices?{page}&silent_for=7d",
+            ),
+            (
+                f"fleet page by id, cursor at {FLEET_DEEP}",
+                f"/api/fleet/devices?{page}&cursor={deep['device_id']}",
+            ),
+            (
+                f"fleet page by last upload, cursor at {FLEET_DEEP}",
+                f"/api/fleet/devices?{page}&sort=last_upload_at&cursor={deep['last_upload_at']}",
+            ),
+            (
+                f"fleet page of {FLEET_PAGE} by id, prefix",
+                f"/api/fleet/devices?{page}&prefix=fleet-00012",
+            ),
+            ("fleet summary", "/api/fleet/summary?silent_for=24h"),
+            ("device activity, 7 days of hours", "/api/devices/fleet-0000008/activity"),
+        ]
+        for label, path in paths:
+            status, body = http_call(server.port, "GET", path, headers=server.headers())
+            if status != 200:
+                raise RuntimeError(f"{path} answered {status}: {body[:200]!r}")
+            res = self._wrk(be, server, "get.lua", {"BENCH_PATH": path}, self.cfg.list_connections)
+            # The machine's load beside each row: on a shared machine latency is mostly queueing,
+            # and CPU ms per request is the figure that does not depend on it.
+            load = round(os.getloadavg()[0], 1)
+            self.rec.add(be.name, label, server.target, devices=FLEET_DEVICES, load_1m=load, **res)
+
+    def _fleet_cursor(self, server: Server, sort: str, depth: int) -> str:
+        """A real cursor `depth` rows deep, got by walking pages of 1,000 as a client would."""
+        cursor = ""
+        for _ in range(depth // 1000):
+            path = f"/api/fleet/devices?limit=1000&sort={sort}"
+            if cursor:
+                path += f"&cursor={cursor}"
+            status, body = http_call(server.port, "GET", path, headers=server.headers())
+            if status != 200:
+                raise RuntimeError(f"walk answered {status}: {body[:200]!r}")
+            cursor = json.loads(body)["next_cursor"]
+        return cursor
+
     def s_idle_1k(self, be: Backend, server: Server) -> None:
         n = self.cfg.idle_connections
         with Meter(server.roots, interval=0.1) as meter:
@@ -398,3 +477,56 @@ class Scenarios:
             except Exception as exc:
                 self.rec.log(f"!! direct {op}: {exc!r}")
                 self.rec.add(be.name, label, "direct", failed=repr(exc)[:300])
+
+
+def seed_fleet_index(index: Path, devices: int) -> str:
+    """Write `devices` devices straight into a running file backend's SQLite index (the server
+    made the schema; SQLite lets this process write beside it): each with its newest upload at a
+    time spread over 30 days, one older upload, and one upload in the last day for a device in
+    two, so the summary's day window holds 50,000 uploads. Seeding through the API would take
+    minutes; the rows are the ones FileStorage._insert writes (storage/filesystem.py)."""
+    import random
+    import sqlite3
+
+    rng = random.Random(13)
+    now_us = int(time.time() * 1e6)
+    day_us = 86_400_000_000
+    epoch = 10**16
+    uploads: list[tuple[str, str, int, str, None, None, bytes]] = []
+    # In index order, so the inserts append to the b-trees instead of splitting pages.
+    rows: list[tuple[str, int, int, int, int]] = []
+    minutes: dict[int, int] = {}
+    sha = hashlib.sha256(b"x" * 64).hexdigest()
+    for i in range(devices):
+        device = f"fleet-{i:07d}"
+        times = [now_us - rng.randrange(30 * day_us), now_us - 31 * day_us - rng.randrange(day_us)]
+        if i % 2 == 0:
+            times.append(now_us - rng.randrange(day_us))
+        for n, at in enumerate(times):
+            version = f"{epoch - at:016d}-{i:06x}{n:02x}"[:25]
+            uploads.append((device, version, 64, sha, None, None, b"x" * 64))
+            minutes[at // 60_000_000] = minutes.get(at // 60_000_000, 0) + 1
+        newest = max(times)
+        rows.append((device, len(times), newest, 64 * len(times), 64))
+    uploads.sort()
+    db = sqlite3.connect(index, timeout=30)
+    try:
+        with db:
+            db.executemany(
+                "INSERT OR IGNORE INTO uploads (device_id, version, size, sha256, filename, "
+                "content_type, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                uploads,
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO devices (device_id, uploads, last_us, bytes, last_size) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO upload_minutes VALUES (?, ?, ?) ON CONFLICT (minute) DO UPDATE SET "
+                "uploads = uploads + excluded.uploads, bytes = bytes + excluded.bytes",
+                [(minute, count, 64 * count) for minute, count in minutes.items()],
+            )
+    finally:
+        db.close()
+    return f"seeded {devices} devices and {len(uploads)} uploads into {index}"

@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import obstore
@@ -57,6 +58,7 @@ from mindproject.identifiers import (
 from mindproject.limits import RateLimiter
 from mindproject.openapi import UndescribedRoute, openapi_document
 from mindproject.storage import Storage
+from mindproject.storage.filesystem import FileStorage
 from mindproject.storage.objectstore import ObjectStorage
 from tests.helpers import TEST_SECRET_KEY, make_token
 
@@ -82,6 +84,10 @@ AGREED_OPERATIONS = {
     ("POST", "/api/devices/{device_id}/direct-uploads/{direct_upload_id}/complete"): (
         "completeDirectUpload"
     ),
+    ("GET", "/api/fleet/devices"): "fleetDevices",
+    ("GET", "/api/fleet/summary"): "fleetSummary",
+    ("GET", "/api/devices/{device_id}/activity"): "deviceActivity",
+    ("GET", "/api/whoami"): "whoami",
     ("GET", "/healthz"): "healthz",
     ("GET", "/readyz"): "readyz",
     ("GET", "/metrics"): "metrics",
@@ -181,7 +187,8 @@ class Call:
     content: bytes | None = None
     form: bytes | None = None  # the multipart field `file`
     without_length: bool = False  # neither Content-Length nor chunked
-    unsupported: bool = False  # the storage cannot do direct uploads (as the file backend)
+    unsupported: bool = False  # the storage cannot do direct uploads (as the file backend),
+    # nor answer the fleet view (as S3-only storage)
 
 
 SEED = b"reading, stored before each operation's calls"
@@ -381,6 +388,38 @@ CALLS: dict[str, list[Call]] = {
         Call(429, token="device"),
         Call(501, unsupported=True),
     ],
+    "fleetDevices": [
+        Call(200),
+        Call(200, query={"limit": "1", "prefix": "sensor", "sort": "last_upload_at"}),
+        Call(200, query={"silent_for": "6h", "cursor": encode_cursor("a")}),
+        Call(400, query={"sort": "colour"}),
+        Call(400, query={"silent_for": "6 hours"}),
+        Call(400, query={"sort": "last_upload_at", "cursor": encode_cursor("a")}),
+        Call(400, query={"prefix": ".hidden"}),
+        Call(400, query={"limit": "0"}),
+        Call(403, token="device"),
+        Call(501, unsupported=True),
+    ],
+    "fleetSummary": [
+        Call(200),
+        Call(200, query={"silent_for": "30s"}),
+        Call(400, query={"silent_for": "0h"}),
+        Call(403, token="device"),
+        Call(501, unsupported=True),
+    ],
+    "deviceActivity": [
+        Call(200),
+        Call(200, query={"bucket": "1d", "from": "2026-01-01T00:00:00Z", "to": "2026-02-01"}),
+        Call(400, query={"bucket": "1w"}),
+        Call(400, query={"from": "yesterday"}),
+        Call(400, query={"to": "2026-01-01T00:00:00Z", "from": "2026-02-01T00:00:00Z"}),
+        Call(400, query={"bucket": "1s", "from": "2026-01-01T00:00:00Z"}),  # too many buckets
+        Call(400, path={"device_id": ".hidden"}),
+        Call(404, path={"device_id": "ghost"}),
+        Call(403, token="device"),
+        Call(501, unsupported=True),
+    ],
+    "whoami": [Call(200), Call(200, token="device"), Call(200, token="operator")],
     "healthz": [Call(200)],
     "readyz": [Call(200)],
     "metrics": [Call(200)],
@@ -402,6 +441,10 @@ WRITES = (
 )
 # Only object stores do direct uploads, and they are never full (507): these fail as unavailable.
 DIRECT_UPLOADS = ("presign_direct_upload", "complete_direct_upload")
+FLEET = ("fleet_devices", "fleet_summary", "device_activity")
+# The fleet view's operations run on the file backend here: S3-only storage (and memory, which
+# stands in for it) answers only part of them (tests/storage/test_fleet_objectstore.py).
+FLEET_OPERATIONS = {"fleetDevices", "fleetSummary", "deviceActivity"}
 READS = (
     "resumable",
     "find_by_key",
@@ -411,6 +454,7 @@ READS = (
     "list_uploads",
     "list_revocations",
     "check",
+    *FLEET,
 )
 
 
@@ -504,9 +548,22 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
     return seen
 
 
+class StagingFileStorage(FileStorage):
+    """The file backend, for the fleet view's operations (it cannot stage direct uploads)."""
+
+    async def stage(self, device_id: str, staging_id: str, data: bytes | None) -> None:
+        pass
+
+
 @pytest.fixture
-def storage() -> SigningMemoryStorage:
-    return SigningMemoryStorage()
+def storage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[SigningMemoryStorage | StagingFileStorage]:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("op_id") in FLEET_OPERATIONS:
+        yield StagingFileStorage(tmp_path / "data", fsync=False)
+    else:
+        yield SigningMemoryStorage()
 
 
 @pytest.fixture
@@ -540,7 +597,7 @@ def _send(client: TestClient, method: str, path: str, call: Call) -> Any:
 
 @pytest.mark.parametrize("op_id", sorted(AGREED_OPERATIONS.values()))
 def test_each_status_listed_is_answered_and_each_parameter_read(
-    op_id: str, client: TestClient, storage: SigningMemoryStorage, reads: Reads
+    op_id: str, client: TestClient, storage: SigningMemoryStorage | StagingFileStorage, reads: Reads
 ) -> None:
     document = _document()
     method, template, op = _operations(document)[op_id]
@@ -569,11 +626,11 @@ def test_each_status_listed_is_answered_and_each_parameter_read(
     def check(call: Call) -> None:
         path = template.format(**{**defaults, **call.path})
         if call.unsupported:
-            _break(storage, DIRECT_UPLOADS, NotSupportedByStorage("direct uploads need S3"))
+            _break(storage, DIRECT_UPLOADS + FLEET, NotSupportedByStorage("needs another store"))
         try:
             response = _send(client, method, path, call)
         finally:
-            for name in DIRECT_UPLOADS if call.unsupported else ():
+            for name in DIRECT_UPLOADS + FLEET if call.unsupported else ():
                 delattr(storage, name)  # the class's own methods again
         assert response.status_code == call.status, (call, response.text)
         assert response.status_code in listed, f"{op_id} answered {call.status}, not listed"

@@ -16,11 +16,13 @@ from mindproject.api import (
     devices,
     direct_uploads,
     docs,
+    fleet,
     health,
     metrics,
     resumable,
     revocations,
     uploads,
+    web,
 )
 from mindproject.api.errors import HANDLERS
 from mindproject.api.slash_redirect import SlashRedirect
@@ -46,6 +48,7 @@ from mindproject.storage.instrumented import InstrumentedStorage
 log = logging.getLogger("mindproject")
 
 ROUTES: list[BaseRoute] = [
+    *web.routes,
     *health.routes,
     *metrics.routes,
     *docs.routes,
@@ -54,6 +57,7 @@ ROUTES: list[BaseRoute] = [
     *resumable.routes,
     *revocations.routes,
     *direct_uploads.routes,
+    *fleet.routes,
     *devices.fallback_routes,
 ]
 

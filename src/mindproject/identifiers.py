@@ -34,7 +34,7 @@ _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 # same microsecond still get distinct ids.
 VERSION_PATTERN = r"[0-9]{16}-[0-9a-f]{8}"
 _VERSION = re.compile(VERSION_PATTERN)
-_VERSION_EPOCH = 10**16
+VERSION_EPOCH = 10**16
 
 
 def check_device_id(value: str) -> str:
@@ -59,7 +59,7 @@ _suffixes = random.Random(secrets.randbits(128))  # noqa: S311 - uniqueness, not
 
 def new_version_id(now_us: int | None = None) -> str:
     micros = time.time_ns() // 1000 if now_us is None else now_us
-    return f"{_VERSION_EPOCH - micros:016d}-{_suffixes.getrandbits(32):08x}"
+    return f"{VERSION_EPOCH - micros:016d}-{_suffixes.getrandbits(32):08x}"
 
 
 # A resumable upload's id: 128 random bits in hex. It appears in URLs, so it must be unguessable
@@ -80,7 +80,7 @@ def check_upload_id(value: str) -> str:
 
 
 def version_time(version: str) -> datetime:
-    micros = _VERSION_EPOCH - int(version[:16])
+    micros = VERSION_EPOCH - int(version[:16])
     return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
 
 

@@ -96,7 +96,11 @@ ERRORS: dict[int, tuple[str, tuple[Header, ...]]] = {
     423: ("Another request is appending to this resumable upload right now", ()),
     431: ("Request headers too large", ()),
     460: ("The chunk's Upload-Checksum does not match its bytes: nothing was appended", ()),
-    501: ("The storage backend cannot do this (direct uploads need S3 storage)", ()),
+    501: (
+        "The storage backend cannot do this (direct uploads need S3 storage; the fleet view's "
+        "counts and orders need an index: the file backend or MINDPROJECT_INDEX)",
+        (),
+    ),
     503: ("Storage unavailable (or, for /readyz, shutting down)", ()),
     507: ("Storage full", ()),
 }
@@ -316,5 +320,96 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["revocations"],
             "properties": {"revocations": {"type": "array", "items": _ref("Revocation")}},
+        },
+        "FleetDevice": {
+            "type": "object",
+            "required": [
+                "device_id",
+                "last_upload_at",
+                "uploads",
+                "bytes",
+                "last_size",
+                "revoked",
+                "revoked_at",
+            ],
+            "properties": {
+                "device_id": device_id,
+                "last_upload_at": {"type": ["string", "null"], "format": "date-time"},
+                "uploads": {"type": ["integer", "null"], "description": "null on S3-only"},
+                "bytes": {"type": ["integer", "null"], "description": "null on S3-only"},
+                "last_size": {"type": ["integer", "null"], "description": "null on S3-only"},
+                "revoked": {"type": "boolean"},
+                "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "FleetDevices": {
+            "type": "object",
+            "required": ["devices", "next_cursor"],
+            "properties": {
+                "devices": {"type": "array", "items": _ref("FleetDevice")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        "FleetSummary": {
+            "type": "object",
+            "required": [
+                "devices",
+                "silent_devices",
+                "revoked_devices",
+                "uploads_last_hour",
+                "bytes_last_hour",
+                "uploads_last_day",
+                "bytes_last_day",
+                "silent_for",
+                "at",
+            ],
+            "properties": {
+                **{
+                    name: {"type": "integer", "minimum": 0}
+                    for name in (
+                        "devices",
+                        "silent_devices",
+                        "revoked_devices",
+                        "uploads_last_hour",
+                        "bytes_last_hour",
+                        "uploads_last_day",
+                        "bytes_last_day",
+                    )
+                },
+                "silent_for": {"type": "string"},
+                "at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "DeviceActivity": {
+            "type": "object",
+            "required": ["device_id", "bucket", "from", "to", "buckets"],
+            "properties": {
+                "device_id": device_id,
+                "bucket": {"type": "string"},
+                "from": {"type": "string", "format": "date-time"},
+                "to": {"type": "string", "format": "date-time"},
+                "buckets": {
+                    "type": "array",
+                    "maxItems": 1000,
+                    "items": {
+                        "type": "object",
+                        "required": ["start", "uploads", "bytes"],
+                        "properties": {
+                            "start": {"type": "string", "format": "date-time"},
+                            "uploads": {"type": "integer", "minimum": 0},
+                            "bytes": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
+            },
+        },
+        "Whoami": {
+            "type": "object",
+            "required": ["role", "device_id", "expires_at"],
+            "properties": {
+                "role": {"type": "string", "enum": ["device", "operator", "admin"]},
+                "device_id": {"anyOf": [device_id, {"type": "null"}]},
+                "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            },
         },
     }

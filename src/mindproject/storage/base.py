@@ -7,7 +7,8 @@ Storage knows nothing of HTTP: it takes validated ids and byte streams, and rais
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterable, AsyncIterator
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -87,8 +88,10 @@ class DeviceSummary:
 
     device_id: str
     last_upload_at: float | None  # epoch seconds of the newest version; None: no version left
-    uploads: int  # versions stored now
-    bytes: int  # their total size
+    # None where the backend keeps no per-device figures (S3-only mode answers from its device
+    # markers: an id and the time of the last upload, nothing more).
+    uploads: int | None  # versions stored now
+    bytes: int | None  # their total size
     last_size: int | None  # size of the newest version
     revoked_at: float | None  # epoch seconds when the device's tokens were revoked, else None
 
@@ -111,6 +114,24 @@ class ActivityBucket:
     start: float  # epoch seconds, aligned to a multiple of the bucket width
     uploads: int
     bytes: int
+
+
+def activity_buckets(
+    uploads: Iterable[tuple[float, int]], *, bucket_seconds: int, first: float, end: float
+) -> list[ActivityBucket]:
+    """Every bucket from `first` (aligned) up to `end`, zeros included, with the (time, size)
+    of `uploads` counted in theirs; uploads outside the range are ignored."""
+    count = max(0, math.ceil((end - first) / bucket_seconds))
+    uploads_in = [0] * count
+    bytes_in = [0] * count
+    for moment, size in uploads:
+        index = int((moment - first) // bucket_seconds)
+        if 0 <= index < count:
+            uploads_in[index] += 1
+            bytes_in[index] += size
+    return [
+        ActivityBucket(first + i * bucket_seconds, uploads_in[i], bytes_in[i]) for i in range(count)
+    ]
 
 
 class UploadSource(Protocol):

@@ -56,15 +56,20 @@ from mindproject.errors import (
     UploadBusy,
     UploadNotFound,
 )
+from mindproject.identifiers import VERSION_EPOCH
 from mindproject.resumable_hash import ResumableSha256
 from mindproject.storage.base import (
     CHUNK_BYTES,
+    ActivityBucket,
+    DeviceSummary,
     DirectUploadTicket,
+    FleetSummary,
     Page,
     ResumableUpload,
     Storage,
     UploadInfo,
     UploadSource,
+    activity_buckets,
 )
 from mindproject.storage.sqlite_writer import SqliteWriter
 
@@ -92,7 +97,10 @@ CREATE TABLE IF NOT EXISTS uploads (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
-    uploads INTEGER NOT NULL
+    uploads INTEGER NOT NULL,
+    last_us INTEGER,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    last_size INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
     device_id TEXT NOT NULL,
@@ -182,11 +190,93 @@ def _make_private(root: Path) -> None:
                 path.chmod(0o600)
 
 
+# Uploads and bytes per minute of upload time across the fleet, kept with each upload and delete:
+# the fleet's last hour and day are 60 and 1,440 rows of it (plus the uploads of the one minute
+# cut by the window's start), whatever the upload rate.
+MINUTE_US = 60_000_000
+_UPLOAD_MINUTES = """
+CREATE TABLE upload_minutes (
+    minute INTEGER PRIMARY KEY,
+    uploads INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+# The fleet view's indexes (made after the columns they cover exist in older index files):
+# devices by last upload (oldest first, silent filter), and every version by upload time across
+# devices (version ids encode it), covering size, for the fleet's last hour and day.
+_FLEET_INDEXES = """
+CREATE INDEX IF NOT EXISTS devices_by_last_upload ON devices (last_us, device_id);
+CREATE INDEX IF NOT EXISTS uploads_by_time ON uploads (version, size);
+"""
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     db.executescript(_SCHEMA)
     columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
     if "data" not in columns:  # indexes made before small uploads were stored inline
         db.execute("ALTER TABLE uploads ADD COLUMN data BLOB")
+    # The fleet view's figures are filled in one transaction: a start that dies half-way leaves
+    # the index as it was, and the next start fills them again.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _add_fleet_figures(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    db.executescript(_FLEET_INDEXES)
+
+
+def _add_fleet_figures(db: sqlite3.Connection) -> None:
+    """Per-device figures and per-minute counts for index files made before the fleet view,
+    counted once from the uploads table (the only walk over it, at the upgrade)."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "upload_minutes" not in tables:
+        db.execute(_UPLOAD_MINUTES)
+        db.execute(
+            "INSERT INTO upload_minutes SELECT "
+            f"({VERSION_EPOCH} - CAST(substr(version, 1, 16) AS INTEGER)) / {MINUTE_US}, "
+            "COUNT(*), SUM(size) FROM uploads GROUP BY 1"
+        )
+    device_columns = {row[1] for row in db.execute("PRAGMA table_info(devices)")}
+    if "last_us" not in device_columns:
+        db.execute("ALTER TABLE devices ADD COLUMN last_us INTEGER")
+        db.execute("ALTER TABLE devices ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE devices ADD COLUMN last_size INTEGER")
+        db.execute(
+            "UPDATE devices SET "
+            "uploads = (SELECT COUNT(*) FROM uploads u WHERE u.device_id = devices.device_id), "
+            "bytes = (SELECT COALESCE(SUM(size), 0) FROM uploads u "
+            "WHERE u.device_id = devices.device_id)"
+        )
+        db.execute("DELETE FROM devices WHERE uploads <= 0")
+        rows = db.execute("SELECT device_id FROM devices").fetchall()
+        for (device_id,) in rows:
+            _refresh_latest(db, str(device_id))
+
+
+def _version_us(version: str) -> int:
+    """Microseconds since the epoch at which a version was uploaded (from its id)."""
+    return VERSION_EPOCH - int(version[:16])
+
+
+def _version_bound(epoch_us: int) -> str:
+    """The version-id bound of a moment: versions uploaded at or after it sort before it ('.'
+    sorts after the '-' that follows the 16 digits of every version id)."""
+    return f"{VERSION_EPOCH - epoch_us:016d}."
+
+
+def _refresh_latest(db: sqlite3.Connection, device_id: str) -> None:
+    """Set a device's last upload time and size from its newest version (one index seek)."""
+    row = db.execute(
+        "SELECT version, size FROM uploads WHERE device_id = ? ORDER BY version LIMIT 1",
+        (device_id,),
+    ).fetchone()
+    if row is not None:
+        db.execute(
+            "UPDATE devices SET last_us = ?, last_size = ? WHERE device_id = ?",
+            (_version_us(str(row[0])), row[1], device_id),
+        )
 
 
 class FileStorage(Storage):
@@ -371,10 +461,22 @@ class FileStorage(Storage):
                 data,
             ),
         )
+        # The device's running figures, in this same transaction. A version is newer than the
+        # device's last one unless its id was made earlier (a slow upload that finished late).
+        uploaded_us = _version_us(info.version)
         db.execute(
-            "INSERT INTO devices VALUES (?, 1) "
-            "ON CONFLICT (device_id) DO UPDATE SET uploads = uploads + 1",
-            (info.device_id,),
+            "INSERT INTO devices (device_id, uploads, last_us, bytes, last_size) "
+            "VALUES (?, 1, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+            "uploads = uploads + 1, bytes = bytes + excluded.bytes, "
+            "last_size = CASE WHEN excluded.last_us >= COALESCE(last_us, 0) "
+            "THEN excluded.last_size ELSE last_size END, "
+            "last_us = MAX(COALESCE(last_us, 0), excluded.last_us)",
+            (info.device_id, uploaded_us, info.size, info.size),
+        )
+        db.execute(
+            "INSERT INTO upload_minutes VALUES (?, 1, ?) ON CONFLICT (minute) DO UPDATE SET "
+            "uploads = uploads + 1, bytes = bytes + excluded.bytes",
+            (uploaded_us // MINUTE_US, info.size),
         )
         return info
 
@@ -414,16 +516,24 @@ class FileStorage(Storage):
         """Delete index rows; returns (version, bytes are in a blob file) for each."""
         where = "device_id = ?" + ("" if version is None else " AND version = ?")
         params: tuple[str, ...] = (device_id,) if version is None else (device_id, version)
-        rows = db.execute(f"SELECT version, data IS NULL FROM uploads WHERE {where}", params)
+        rows = db.execute(
+            f"SELECT version, data IS NULL, size FROM uploads WHERE {where}", params
+        ).fetchall()
         found = [(str(row[0]), bool(row[1])) for row in rows]
         if found:
             db.execute(f"DELETE FROM uploads WHERE {where}", params)
             db.execute(f"DELETE FROM idempotency WHERE {where}", params)
             db.execute(
-                "UPDATE devices SET uploads = uploads - ? WHERE device_id = ?",
-                (len(found), device_id),
+                "UPDATE devices SET uploads = uploads - ?, bytes = bytes - ? WHERE device_id = ?",
+                (len(found), sum(int(row[2]) for row in rows), device_id),
             )
             db.execute("DELETE FROM devices WHERE uploads <= 0 AND device_id = ?", (device_id,))
+            db.executemany(
+                "UPDATE upload_minutes SET uploads = uploads - 1, bytes = bytes - ? "
+                "WHERE minute = ?",
+                [(int(row[2]), _version_us(str(row[0])) // MINUTE_US) for row in rows],
+            )
+            _refresh_latest(db, device_id)  # the newest version may have been among them
         return found
 
     def _remove_blobs(self, device_id: str, removed: list[tuple[str, bool]]) -> None:
@@ -483,6 +593,133 @@ class FileStorage(Storage):
             raise DeviceNotFound(f"no uploads for device {device_id}")
         infos = [self._info(row) for row in rows]
         return Page(infos[:limit], infos[limit - 1].version if len(infos) > limit else None)
+
+    # fleet view: each an index range scan (devices by id or by last upload; uploads by time)
+    async def fleet_devices(
+        self,
+        *,
+        prefix: str,
+        after: str | None,
+        limit: int,
+        sort: str,
+        silent_before: float | None,
+    ) -> Page[DeviceSummary]:
+        # One lower bound on the id, so SQLite seeks to it (given two, it may seek to the prefix
+        # and filter every row up to the cursor).
+        if sort == "device_id" and after is not None and after >= prefix:
+            where = ["d.device_id > ?", "d.device_id < ?"]
+            params: list[object] = [after, prefix + "\x7f"]
+        else:
+            where = ["d.device_id >= ?", "d.device_id < ?"]
+            params = [prefix, prefix + "\x7f"]
+        if silent_before is not None:
+            where.append("d.last_us < ?")
+            params.append(int(silent_before * 1_000_000))
+        source = "devices d"
+        if sort == "last_upload_at":
+            order = "d.last_us, d.device_id"
+            if not prefix:
+                # Walk the time index and stop at the page's end. (With a prefix, the planner's
+                # id range, sorted, costs the devices that match it: better when they are few.)
+                source = "devices d INDEXED BY devices_by_last_upload"
+            if after is not None:
+                last_us, _, device_id = after.partition("/")
+                where.append("(d.last_us, d.device_id) > (?, ?)")
+                params += [int(last_us), device_id]
+        else:
+            order = "d.device_id"
+            if after is not None and after < prefix:
+                where.append("d.device_id > ?")  # below the prefix: the prefix bound decides
+                params.append(after)
+        rows = self._query(
+            "SELECT d.device_id, d.last_us, d.uploads, d.bytes, d.last_size, r.revoked_at "
+            f"FROM {source} LEFT JOIN revocations r ON r.device_id = d.device_id "
+            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
+            (*params, limit + 1),
+        )
+        items = [self._summary(row) for row in rows[:limit]]
+        last = None
+        if len(rows) > limit:
+            tail = items[-1]
+            last = (
+                f"{rows[limit - 1][1]}/{tail.device_id}"
+                if sort == "last_upload_at"
+                else tail.device_id
+            )
+        return Page(items, last)
+
+    @staticmethod
+    def _summary(row: tuple[object, ...]) -> DeviceSummary:
+        device_id, last_us, uploads, size, last_size, revoked_at = row
+        assert isinstance(uploads, int) and isinstance(size, int)
+        assert last_us is None or isinstance(last_us, int)
+        assert last_size is None or isinstance(last_size, int)
+        assert revoked_at is None or isinstance(revoked_at, int | float)
+        return DeviceSummary(
+            device_id=str(device_id),
+            last_upload_at=None if last_us is None else last_us / 1_000_000,
+            uploads=uploads,
+            bytes=size,
+            last_size=last_size,
+            revoked_at=None if revoked_at is None else float(revoked_at),
+        )
+
+    async def fleet_summary(self, *, now: float, silent_before: float) -> FleetSummary:
+        now_us = int(now * 1_000_000)
+
+        def since(seconds: int) -> tuple[int, int]:
+            # Whole minutes from the rollup; the minute the window's start cuts, from the index.
+            start_us = now_us - seconds * 1_000_000
+            first_whole = start_us // MINUTE_US + 1
+            whole = self._query(
+                "SELECT COALESCE(SUM(uploads), 0), COALESCE(SUM(bytes), 0) FROM upload_minutes "
+                "WHERE minute >= ? AND minute <= ?",
+                (first_whole, now_us // MINUTE_US),
+            )[0]
+            edge = self._query(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploads INDEXED BY uploads_by_time "
+                "WHERE version < ? AND version >= ?",
+                (_version_bound(start_us), _version_bound(first_whole * MINUTE_US)),
+            )[0]
+            return (
+                int(whole[0]) + int(edge[0]),  # type: ignore[call-overload]
+                int(whole[1]) + int(edge[1]),  # type: ignore[call-overload]
+            )
+
+        devices, silent = self._query(
+            "SELECT (SELECT COUNT(*) FROM devices), "
+            "(SELECT COUNT(*) FROM devices WHERE last_us < ?)",
+            (int(silent_before * 1_000_000),),
+        )[0]
+        revoked = self._query("SELECT COUNT(*) FROM revocations", ())[0][0]
+        hour, day = since(3600), since(86400)
+        return FleetSummary(
+            devices=int(devices),  # type: ignore[call-overload]
+            silent_devices=int(silent),  # type: ignore[call-overload]
+            revoked_devices=int(revoked),  # type: ignore[call-overload]
+            uploads_last_hour=hour[0],
+            bytes_last_hour=hour[1],
+            uploads_last_day=day[0],
+            bytes_last_day=day[1],
+        )
+
+    async def device_activity(
+        self, device_id: str, *, bucket_seconds: int, start: float, end: float
+    ) -> list[ActivityBucket]:
+        if not self._query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)):
+            raise DeviceNotFound(f"no uploads for device {device_id}")
+        first = int(start // bucket_seconds) * bucket_seconds
+        rows = self._query(
+            "SELECT version, size FROM uploads WHERE device_id = ? AND version < ? "
+            "AND version >= ?",
+            (device_id, _version_bound(int(first * 1_000_000)), _version_bound(int(end * 1e6))),
+        )
+        return activity_buckets(
+            ((_version_us(str(v)) / 1_000_000, int(size)) for v, size in rows),  # type: ignore[call-overload]
+            bucket_seconds=bucket_seconds,
+            first=first,
+            end=end,
+        )
 
     async def read(
         self, info: UploadInfo, start: int = 0, end: int | None = None

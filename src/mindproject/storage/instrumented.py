@@ -9,7 +9,10 @@ from typing import TypeVar
 from mindproject.errors import MindProjectError, NotSupportedByStorage
 from mindproject.metrics import STORAGE_ERRORS, STORAGE_SECONDS
 from mindproject.storage.base import (
+    ActivityBucket,
+    DeviceSummary,
     DirectUploadTicket,
+    FleetSummary,
     Page,
     ResumableUpload,
     Storage,
@@ -109,6 +112,38 @@ class InstrumentedStorage(Storage):
     async def set_revocation(self, device_id: str, revoked_at: float | None) -> None:
         await self._timed(
             "set_revocation", lambda: self.inner.set_revocation(device_id, revoked_at)
+        )
+
+    async def fleet_devices(
+        self,
+        *,
+        prefix: str,
+        after: str | None,
+        limit: int,
+        sort: str,
+        silent_before: float | None,
+    ) -> Page[DeviceSummary]:
+        return await self._timed(
+            "fleet_devices",
+            lambda: self.inner.fleet_devices(
+                prefix=prefix, after=after, limit=limit, sort=sort, silent_before=silent_before
+            ),
+        )
+
+    async def fleet_summary(self, *, now: float, silent_before: float) -> FleetSummary:
+        return await self._timed(
+            "fleet_summary",
+            lambda: self.inner.fleet_summary(now=now, silent_before=silent_before),
+        )
+
+    async def device_activity(
+        self, device_id: str, *, bucket_seconds: int, start: float, end: float
+    ) -> list[ActivityBucket]:
+        return await self._timed(
+            "device_activity",
+            lambda: self.inner.device_activity(
+                device_id, bucket_seconds=bucket_seconds, start=start, end=end
+            ),
         )
 
     async def create_resumable(self, upload: ResumableUpload, *, max_per_device: int) -> None:

@@ -43,16 +43,20 @@ from mindproject.errors import (
     UploadBusy,
     UploadNotFound,
 )
-from mindproject.identifiers import check_version_id, direct_upload_expiry
+from mindproject.identifiers import VERSION_EPOCH, check_version_id, direct_upload_expiry
 from mindproject.resumable_hash import ResumableSha256
 from mindproject.storage.base import (
     CHUNK_BYTES,
+    ActivityBucket,
+    DeviceSummary,
     DirectUploadTicket,
+    FleetSummary,
     Page,
     ResumableUpload,
     Storage,
     UploadInfo,
     UploadSource,
+    activity_buckets,
 )
 from mindproject.storage.layout import BLOB, INLINE, Layout, device_list_offset
 
@@ -476,6 +480,82 @@ class ObjectStorage(Storage):
         ids = [key.rpartition("/")[2] for key in keys]
         ids = [device for device in ids if device.startswith(prefix)]
         return Page(ids[:limit], ids[limit - 1] if len(ids) > limit else None)
+
+    # fleet view: only what the key layout answers in a LIST or two. The device markers give ids
+    # and the time of each device's last upload (every save writes its marker again); counts,
+    # sizes, an order by time and fleet-wide sums would need a walk over every device: 501.
+    async def fleet_devices(
+        self,
+        *,
+        prefix: str,
+        after: str | None,
+        limit: int,
+        sort: str,
+        silent_before: float | None,
+    ) -> Page[DeviceSummary]:
+        if sort != "device_id" or silent_before is not None:
+            raise NotSupportedByStorage(NEEDS_INDEX)
+        devices_dir = self._layout.devices_dir
+        offset = device_list_offset(devices_dir, prefix, after)
+        metas = await self._metas(devices_dir, offset, limit + 1)
+        revoked = await self.list_revocations()
+        rows = []
+        for meta in metas:
+            device_id = meta["path"].rpartition("/")[2]
+            if device_id.startswith(prefix):
+                rows.append(
+                    DeviceSummary(
+                        device_id=device_id,
+                        last_upload_at=meta["last_modified"].timestamp(),
+                        uploads=None,
+                        bytes=None,
+                        last_size=None,
+                        revoked_at=revoked.get(device_id),
+                    )
+                )
+        last = rows[limit - 1].device_id if len(rows) > limit else None
+        return Page(rows[:limit], last)
+
+    async def fleet_summary(self, *, now: float, silent_before: float) -> FleetSummary:
+        raise NotSupportedByStorage(NEEDS_INDEX)
+
+    async def device_activity(
+        self, device_id: str, *, bucket_seconds: int, start: float, end: float
+    ) -> list[ActivityBucket]:
+        # Version keys sort newest first and start with the version id, which encodes the upload
+        # time: the range's versions are one run of keys, read in LIST pages from `end` back.
+        first = int(start // bucket_seconds) * bucket_seconds
+        uploads_dir = self._layout.uploads_dir(device_id)
+        if not await self._keys(uploads_dir, None, 1):
+            raise DeviceNotFound(f"no uploads for device {device_id}")
+        offset = self._layout.upload_offset(device_id, f"{VERSION_EPOCH - int(end * 1e6):016d}~")
+        found: list[tuple[float, int]] = []
+        with _store_errors():
+            stream = obstore.list(self._store, prefix=uploads_dir, offset=offset, chunk_size=1000)
+            async for batch in stream:
+                self.requests += 1
+                for meta in batch:
+                    info = self._layout.parse_upload_key(meta["path"]).info
+                    moment = info.uploaded_at.timestamp()
+                    if moment < first:
+                        break
+                    found.append((moment, info.size))
+                else:
+                    continue
+                break
+        return activity_buckets(found, bucket_seconds=bucket_seconds, first=first, end=end)
+
+    async def _metas(self, prefix: str, offset: str | None, limit: int) -> list[ObjectMeta]:
+        """Like `_keys`, with each object's metadata (its last-modified time)."""
+        metas: list[ObjectMeta] = []
+        with _store_errors():
+            stream = obstore.list(self._store, prefix=prefix, offset=offset, chunk_size=limit)
+            async for batch in stream:
+                self.requests += 1
+                metas.extend(batch)
+                if len(metas) >= limit:
+                    break
+        return metas[:limit]
 
     async def list_uploads(
         self, device_id: str, *, after: str | None, limit: int
@@ -1252,6 +1332,13 @@ class ObjectStorage(Storage):
         for start in range(0, len(doomed), 1000):
             await self._call(obstore.delete_async(self._store, doomed[start : start + 1000]))
         return len(removed)
+
+
+NEEDS_INDEX = (
+    "this needs an index of per-device figures, which S3-only storage does not keep: the file "
+    "backend (file://) or an index (MINDPROJECT_INDEX) answers it; S3-only answers the device "
+    "list sorted by id with each device's last upload time, and a device's activity"
+)
 
 
 def direct_idempotency_key(staging_id: str) -> str:
