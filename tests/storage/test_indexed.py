@@ -449,6 +449,27 @@ def test_the_api_is_unchanged_for_clients(s3_bucket: str, pg_index_url: str) -> 
         assert cached.status_code == 304
         history = client.get("/api/devices/sensor-42/uploads").json()["uploads"]
         assert [u["version"] for u in history] == [again.json()["version"], put.json()["version"]]
+        # The fleet view, paged one device at a time in each order, with the API's cursors.
+        assert client.put("/api/devices/sensor-7", content=b"later").status_code == 200
+        for order, expected in (
+            ("device_id", ["sensor-42", "sensor-7"]),
+            ("last_upload_at", ["sensor-42", "sensor-7"]),
+        ):
+            seen, cursor = [], None
+            while True:
+                params = {"sort": order, "limit": "1", **({"cursor": cursor} if cursor else {})}
+                page = client.get("/api/fleet/devices", params=params)
+                assert page.status_code == 200, page.text
+                seen += [row["device_id"] for row in page.json()["devices"]]
+                cursor = page.json()["next_cursor"]
+                if cursor is None:
+                    break
+            assert seen == expected, order
+        summary = client.get("/api/fleet/summary").json()
+        assert (summary["devices"], summary["uploads_last_hour"]) == (2, 3)
+        activity = client.get("/api/devices/sensor-42/activity", params={"bucket": "1h"})
+        assert sum(b["uploads"] for b in activity.json()["buckets"]) == 2
+        assert client.delete("/api/devices/sensor-7").status_code == 200
         first = put.json()["version"]
         assert client.delete(f"/api/devices/sensor-42/uploads/{first}").status_code == 200
         assert client.get(f"/api/devices/sensor-42/uploads/{first}").status_code == 404

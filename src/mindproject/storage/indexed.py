@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import obstore
 
 from mindproject.errors import BadRequest, DeviceNotFound, StorageUnavailable, UploadNotFound
+from mindproject.identifiers import VERSION_EPOCH
 from mindproject.storage.base import (
     CHUNK_BYTES,
     ActivityBucket,
@@ -44,7 +45,7 @@ DEFAULT_SEGMENT_MAX_UPLOAD_BYTES = 256 * KiB
 
 def uploaded_at(version: str) -> float:
     """Epoch seconds a version id carries (identifiers.new_version_id)."""
-    return (10**16 - int(version[:16])) / 1_000_000
+    return (VERSION_EPOCH - int(version[:16])) / 1_000_000
 
 
 class IndexedStorage(ObjectStorage):
@@ -236,10 +237,9 @@ class IndexedStorage(ObjectStorage):
         if sort not in ("device_id", "last_upload_at"):
             raise BadRequest(f"unknown sort {sort!r}: device_id or last_upload_at")
         if sort == "last_upload_at" and after is not None:
-            try:
-                float(after.partition(" ")[0])
-            except ValueError:
-                raise BadRequest("malformed cursor") from None
+            micros, slash, _ = after.partition("/")
+            if not (slash and micros.isascii() and micros.isdigit()):
+                raise BadRequest("malformed cursor")
         rows = await self.index.fleet_devices(
             prefix=prefix, after=after, limit=limit + 1, sort=sort, silent_before=silent_before
         )

@@ -622,15 +622,18 @@ class PgIndex:
 
 
 def _time_cursor(after: str | None) -> tuple[float, str]:
-    """The `last_upload_at` sort's cursor: "<epoch seconds repr> <device id>"."""
+    """The `last_upload_at` sort's cursor, "<microseconds>/<device id>" (the form the API
+    checks, as the file backend's). Times are stored as microseconds / 10**6, so dividing
+    again gives the very float stored, and the row comparison is exact."""
     if not after:
         return -math.inf, ""
-    moment, _, device_id = after.partition(" ")
-    return float(moment), device_id
+    micros, _, device_id = after.partition("/")
+    return int(micros) / 1_000_000, device_id
 
 
 def time_cursor(summary: DeviceSummary) -> str:
-    return f"{summary.last_upload_at!r} {summary.device_id}"
+    assert summary.last_upload_at is not None  # the sort lists devices with a version only
+    return f"{round(summary.last_upload_at * 1_000_000)}/{summary.device_id}"
 
 
 def _version_bound(moment: float) -> str:
