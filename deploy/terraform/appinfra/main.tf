@@ -23,8 +23,10 @@ locals {
   networking_state_key = var.networking_state_key != "" ? var.networking_state_key : "${var.project}/${var.environment}/networking.tfstate"
   net                  = data.terraform_remote_state.networking.outputs
 
-  blue_green     = var.deployment_strategy == "blue_green"
-  https          = var.certificate_arn != ""
+  blue_green = var.deployment_strategy == "blue_green"
+  # HTTPS with the given certificate, or with a managed one when a Route 53 zone is given.
+  https          = var.certificate_arn != "" || var.route53_zone_id != ""
+  managed_cert   = var.certificate_arn == "" && var.route53_zone_id != ""
   container_name = "mindproject"
 
   tags = merge(var.tags, {
@@ -59,14 +61,17 @@ resource "aws_kms_key" "app" {
         Resource  = "*"
         Condition = {
           ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:/ecs/${local.name}*"
+            "kms:EncryptionContext:aws:logs:arn" = [
+              "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:/ecs/${local.name}*",
+              "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:aws-waf-logs-${local.name}",
+            ]
           }
         }
       },
       {
-        Sid       = "CloudWatchAlarmsPublishToEncryptedTopic"
+        Sid       = "AlarmsAndEventsPublishToEncryptedTopic"
         Effect    = "Allow"
-        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
         Condition = {
@@ -92,5 +97,21 @@ resource "aws_secretsmanager_secret" "signing_key" {
   name                    = "${var.project}/${var.environment}/token-signing-key"
   description             = "MINDPROJECT_SECRET_KEY: signs and verifies the service's bearer tokens. Value set outside Terraform."
   kms_key_id              = aws_kms_key.app.arn
-  recovery_window_in_days = 7
+  recovery_window_in_days = var.secret_recovery_window_days
+}
+
+# The keys retired by the last rotation (comma-separated), still accepted for verification:
+# MINDPROJECT_PREVIOUS_SECRET_KEYS, injected by ECS from this secret, never plain environment.
+resource "aws_secretsmanager_secret" "previous_signing_keys" {
+  # checkov:skip=CKV2_AWS_57:Holds keys retired by a staged, manual rotation (docs/deploy.md); an automatic rotation Lambda would defeat the staging.
+  count = var.previous_signing_keys_secret ? 1 : 0
+
+  name                    = "${var.project}/${var.environment}/token-signing-keys-previous"
+  description             = "MINDPROJECT_PREVIOUS_SECRET_KEYS: retired token signing keys, still accepted for verification during a rotation. Value set outside Terraform."
+  kms_key_id              = aws_kms_key.app.arn
+  recovery_window_in_days = var.secret_recovery_window_days
+}
+
+locals {
+  signing_secret_arns = concat([aws_secretsmanager_secret.signing_key.arn], aws_secretsmanager_secret.previous_signing_keys[*].arn)
 }
