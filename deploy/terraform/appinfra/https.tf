@@ -15,14 +15,13 @@ resource "aws_acm_certificate" "app" {
 }
 
 resource "aws_route53_record" "certificate_validation" {
-  for_each = local.managed_cert ? {
-    for o in aws_acm_certificate.app[0].domain_validation_options : o.domain_name => o
-  } : {}
+  # Keyed by the (known) domain name, so that the plan does not wait for ACM's answer.
+  for_each = local.managed_cert ? toset([var.domain_name]) : toset([])
 
   zone_id         = var.route53_zone_id
-  name            = each.value.resource_record_name
-  type            = each.value.resource_record_type
-  records         = [each.value.resource_record_value]
+  name            = one([for o in aws_acm_certificate.app[0].domain_validation_options : o.resource_record_name if o.domain_name == each.key])
+  type            = one([for o in aws_acm_certificate.app[0].domain_validation_options : o.resource_record_type if o.domain_name == each.key])
+  records         = [one([for o in aws_acm_certificate.app[0].domain_validation_options : o.resource_record_value if o.domain_name == each.key])]
   ttl             = 300
   allow_overwrite = true
 }
