@@ -273,3 +273,31 @@ resource "aws_backup_selection" "index" {
   iam_role_arn = aws_iam_role.backup[0].arn
   resources    = [aws_rds_cluster.index[0].arn]
 }
+
+# ---------------------------------------------------------------- images in the dr region
+# The primary's registry replicates its repository to the dr region (same name, same digests),
+# so that the dr service runs exactly the images prod ran, even when the primary region is down.
+# Note: the replication configuration is one per registry and region: this replaces any other.
+
+resource "aws_ecr_replication_configuration" "images" {
+  count = var.dr_role == "primary" && var.dr_region != "" ? 1 : 0
+
+  replication_configuration {
+    rule {
+      destination {
+        region      = var.dr_region
+        registry_id = local.account_id
+      }
+
+      repository_filter {
+        filter      = aws_ecr_repository.app.name
+        filter_type = "PREFIX_MATCH"
+      }
+    }
+  }
+}
+
+locals {
+  image_repository_url = var.image_repository_name != "" ? "${local.account_id}.dkr.ecr.${var.aws_region}.amazonaws.com/${var.image_repository_name}" : aws_ecr_repository.app.repository_url
+  image_repository_arn = var.image_repository_name != "" ? "arn:${local.partition}:ecr:${var.aws_region}:${local.account_id}:repository/${var.image_repository_name}" : aws_ecr_repository.app.arn
+}

@@ -63,8 +63,8 @@ locals {
   storage_url = "s3://${aws_s3_bucket.uploads.id}/${var.storage_prefix}"
 
   container_secrets = concat(
-    [{ name = "MINDPROJECT_SECRET_KEY", valueFrom = aws_secretsmanager_secret.signing_key.arn }],
-    [for arn in aws_secretsmanager_secret.previous_signing_keys[*].arn : { name = "MINDPROJECT_PREVIOUS_SECRET_KEYS", valueFrom = arn }],
+    [{ name = "MINDPROJECT_SECRET_KEY", valueFrom = local.signing_key_ref }],
+    [for ref in local.previous_keys_refs : { name = "MINDPROJECT_PREVIOUS_SECRET_KEYS", valueFrom = ref }],
     # The managed master secret is JSON {username, password}: ECS extracts the password key.
     [for arn in local.db_secret_arns : { name = "PGPASSWORD", valueFrom = "${arn}:password::" }],
   )
@@ -89,7 +89,7 @@ locals {
 
   container_definition = {
     name                   = local.container_name
-    image                  = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
+    image                  = "${local.image_repository_url}:${var.image_tag}"
     essential              = true
     user                   = "10001:10001"
     readonlyRootFilesystem = true

@@ -59,7 +59,7 @@ locals {
         Sid      = "PullImage"
         Effect   = "Allow"
         Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-        Resource = aws_ecr_repository.app.arn
+        Resource = local.image_repository_arn
       },
       {
         Sid      = "WriteLogs"

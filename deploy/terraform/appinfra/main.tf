@@ -98,6 +98,16 @@ resource "aws_secretsmanager_secret" "signing_key" {
   description             = "MINDPROJECT_SECRET_KEY: signs and verifies the service's bearer tokens. Value set outside Terraform."
   kms_key_id              = aws_kms_key.app.arn
   recovery_window_in_days = var.secret_recovery_window_days
+
+  # primary: a read-only replica in the dr region, so the dr service verifies the same tokens.
+  dynamic "replica" {
+    for_each = var.dr_role == "primary" && var.dr_region != "" ? [var.dr_region] : []
+
+    content {
+      region     = replica.value
+      kms_key_id = "alias/${var.project}-${var.dr_environment}-app"
+    }
+  }
 }
 
 # The keys retired by the last rotation (comma-separated), still accepted for verification:
@@ -110,8 +120,36 @@ resource "aws_secretsmanager_secret" "previous_signing_keys" {
   description             = "MINDPROJECT_PREVIOUS_SECRET_KEYS: retired token signing keys, still accepted for verification during a rotation. Value set outside Terraform."
   kms_key_id              = aws_kms_key.app.arn
   recovery_window_in_days = var.secret_recovery_window_days
+
+  # primary: a read-only replica in the dr region, so the dr service verifies the same tokens.
+  dynamic "replica" {
+    for_each = var.dr_role == "primary" && var.dr_region != "" ? [var.dr_region] : []
+
+    content {
+      region     = replica.value
+      kms_key_id = "alias/${var.project}-${var.dr_environment}-app"
+    }
+  }
 }
 
 locals {
-  signing_secret_arns = concat([aws_secretsmanager_secret.signing_key.arn], aws_secretsmanager_secret.previous_signing_keys[*].arn)
+  # secondary (dr): the keys are the primary's, read from their replicas in this region (ECS
+  # accepts a secret's name in the task's region); the stack's own secrets stay unused.
+  keys_from_peer = var.dr_role == "secondary"
+  peer_secret    = "arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.project}/${var.dr_environment}"
+
+  signing_key_ref     = local.keys_from_peer ? "${var.project}/${var.dr_environment}/token-signing-key" : aws_secretsmanager_secret.signing_key.arn
+  previous_keys_refs  = local.keys_from_peer ? (var.previous_signing_keys_secret ? ["${var.project}/${var.dr_environment}/token-signing-keys-previous"] : []) : aws_secretsmanager_secret.previous_signing_keys[*].arn
+  signing_secret_arns = local.keys_from_peer ? ["${local.peer_secret}/token-signing-key-??????", "${local.peer_secret}/token-signing-keys-previous-??????"] : concat([aws_secretsmanager_secret.signing_key.arn], aws_secretsmanager_secret.previous_signing_keys[*].arn)
+}
+
+# A DEVICE token for one test device (pipeline-smoke), read by the pipeline's smoke test: it can
+# upload and read that device's files and nothing else. bootstrap.sh stores it; no signing key
+# ever leaves the task and the execution role.
+resource "aws_secretsmanager_secret" "smoke_token" {
+  # checkov:skip=CKV2_AWS_57:A device token minted by bootstrap.sh with a 90-day lifetime; re-running bootstrap.sh replaces it (docs/deploy.md), no rotation Lambda.
+  name                    = "${var.project}/${var.environment}/smoke-device-token"
+  description             = "Bearer token of the pipeline-smoke device, for the pipeline's smoke test. Value set by bootstrap.sh."
+  kms_key_id              = aws_kms_key.app.arn
+  recovery_window_in_days = var.secret_recovery_window_days
 }

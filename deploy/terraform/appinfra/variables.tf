@@ -707,3 +707,9 @@ variable "db_backup_copy_schedule" {
   type        = string
   default     = "cron(0 * * * ? *)"
 }
+
+variable "image_repository_name" {
+  description = "secondary (dr): pull the service image from this ECR repository of this region instead of the stack's own, e.g. the primary's repository that ECR replicates here (mindproject/prod). Empty: the stack's repository."
+  type        = string
+  default     = ""
+}

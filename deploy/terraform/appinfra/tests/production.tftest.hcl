@@ -412,6 +412,14 @@ run "dr_primary_replicates_and_fails_over" {
     condition     = one(one(aws_backup_plan.index[0].rule).copy_action).destination_vault_arn == "arn:aws:backup:eu-central-1:123456789012:backup-vault:mindproject-dr-index"
     error_message = "database snapshots must be copied to the dr region"
   }
+  assert {
+    condition     = one(aws_secretsmanager_secret.signing_key.replica).region == "eu-central-1" && one(aws_secretsmanager_secret.previous_signing_keys[0].replica).region == "eu-central-1"
+    error_message = "the signing keys must be replicated to the dr region (same tokens there)"
+  }
+  assert {
+    condition     = aws_ecr_replication_configuration.images[0].replication_configuration[0].rule[0].destination[0].region == "eu-central-1"
+    error_message = "the images must be replicated to the dr region"
+  }
 }
 
 run "dr_secondary" {
@@ -450,4 +458,24 @@ run "dr_needs_a_zone" {
   }
 
   expect_failures = [var.dr_role]
+}
+
+run "dr_secondary_reads_the_primarys_keys" {
+  command = plan
+
+  variables {
+    environment     = "dr"
+    aws_region      = "eu-central-1"
+    alarm_email     = "oncall@example.com"
+    route53_zone_id = "Z0123456789ABCDEFGHIJ"
+    domain_name     = "api.example.com"
+    dr_role         = "secondary"
+    dr_region       = "eu-west-1"
+    dr_environment  = "prod"
+  }
+
+  assert {
+    condition     = [for s in local.container_secrets : s.valueFrom] == ["mindproject/prod/token-signing-key", "mindproject/prod/token-signing-keys-previous"]
+    error_message = "the dr service must verify prod's tokens: the keys come from the replicas of prod's secrets"
+  }
 }
