@@ -60,7 +60,7 @@ def test_bootstrap_help_names_the_seed_options() -> None:
     assert result.returncode == 0, explain(result)
     for option in ("a", "t", "e", "i", "f", "h"):
         assert f"\n{option}     " in result.stdout, f"-{option} is not documented"
-    assert "create|test|destroy" in result.stdout
+    assert "create|plan|test|destroy" in result.stdout
 
 
 @pytest.mark.parametrize(
