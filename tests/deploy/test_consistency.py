@@ -84,3 +84,19 @@ def test_dockerfile_shape() -> None:
     assert re.search(r'^ENTRYPOINT \["mindproject"\]$', DOCKERFILE, re.M)
     ignore = (REPO / ".dockerignore").read_text().split()
     assert ignore[0:1] == ["*"] or "*" in ignore, "the .dockerignore should allow-list"
+
+
+def test_settings_passed_anywhere_in_appinfra_exist_in_the_app() -> None:
+    """Every MINDPROJECT_* name in any appinfra file (secrets, the fleet-mode index) is a setting.
+
+    MINDPROJECT_INDEX is issue 12's fleet-mode setting, built in parallel: it is allowed before
+    the app knows it, and checked like the others once it does."""
+    known = {f"MINDPROJECT_{name.upper()}" for name in Settings.model_fields}
+    passed: set[str] = set()
+    for path in APPINFRA.glob("*.tf"):
+        text = path.read_text()
+        passed |= set(re.findall(r"\b(MINDPROJECT_[A-Z_]+)\s*=\s*\"", text))
+        passed |= set(re.findall(r'name\s+=\s+"(MINDPROJECT_[A-Z_]+)"', text))
+    assert {"MINDPROJECT_SECRET_KEY", "MINDPROJECT_PREVIOUS_SECRET_KEYS", "MINDPROJECT_INDEX"} <= passed
+    pending = set() if "MINDPROJECT_INDEX" in known else {"MINDPROJECT_INDEX"}
+    assert passed - pending <= known, f"settings the app does not know: {sorted(passed - known)}"
