@@ -48,8 +48,13 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
+# The suite runs on PYTEST_WORKERS xdist workers (a module stays on one worker, the longest
+# groups start first: tests/conftest.py). Most of its time is spent waiting on servers, so
+# more workers than cores pays; PYTEST_WORKERS=0 runs it in this one process.
+PYTEST_WORKERS ?= 3
+
 pytest: $(TEST_STAMP) system-packages $(TEST_PREREQS)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -4,9 +4,11 @@ backends, the app in-process (`server`) and a real server process shared per mod
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +56,35 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         CURRENT_TEST.pop()
 
 
+# Run first under xdist: these groups take the longest, and a long group started last is the
+# tail of the whole run.
+_LONG_GROUPS = ("container", "deploy", "cluster")
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    """Tests that share a module share its module-scoped servers, so a module runs on one
+    worker; the deployment checks share one Terraform/checkov cache, so they run together."""
+    if item.get_closest_marker("container"):
+        return "container"
+    if item.get_closest_marker("deploy"):
+        return "deploy"
+    if item.get_closest_marker("cluster"):
+        return f"cluster:{item.nodeid.split('::')[0]}"
+    return item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`-m "not s3"` must mean no S3 server: a test that asks for one must say so."""
+    """`-m "not s3"` must mean no S3 server: a test that asks for one must say so. Each test
+    gets its xdist group (run with `--dist loadgroup`), the longest groups first."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+
+    def rank(item: pytest.Item) -> int:
+        group = _xdist_group(item).split(":")[0]
+        return _LONG_GROUPS.index(group) if group in _LONG_GROUPS else len(_LONG_GROUPS)
+
+    items.sort(key=rank)  # stable: the order inside each rank stays the collection's
     for item in items:
         wants_s3 = {"s3_env", "s3_bucket"} & set(getattr(item, "fixturenames", ()))
         if wants_s3 and item.get_closest_marker("s3") is None:
@@ -72,37 +101,68 @@ def _s3_unavailable_reason() -> str | None:
     return None
 
 
+# One S3 server for the whole run, whichever xdist worker needs it first: the process that
+# configures pytest (the controller, or the only process) makes a folder the workers inherit
+# through this variable, and stops the server at the end.
+SHARED_DIR_VARIABLE = "MINDPROJECT_TEST_SHARED_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and SHARED_DIR_VARIABLE not in os.environ:
+        os.environ[SHARED_DIR_VARIABLE] = tempfile.mkdtemp(prefix="mindproject-test-")
+        config.stash[_OWNED_SHARED_DIR] = Path(os.environ[SHARED_DIR_VARIABLE])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(_OWNED_SHARED_DIR, None)
+    if shared is None:
+        return
+    if (shared / "ceph" / "env").exists():
+        subprocess.run(["bash", str(S3_SCRIPT), "stop", str(shared / "ceph")], timeout=60)
+    shutil.rmtree(shared, ignore_errors=True)
+    del os.environ[SHARED_DIR_VARIABLE]
+
+
+_OWNED_SHARED_DIR = pytest.StashKey[Path]()
+
+
+def _start_shared_s3_server() -> dict[str, str]:
+    """Start the run's S3 server unless a worker already did; its AWS_* settings."""
+    shared = Path(os.environ[SHARED_DIR_VARIABLE])
+    workdir = shared / "ceph"
+    with (shared / "ceph.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait for the first one's start
+        if not (workdir / "env").exists():
+            workdir.mkdir(exist_ok=True)
+            started = subprocess.run(
+                ["bash", str(S3_SCRIPT), "start", str(workdir), str(free_port())],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            if started.returncode != 0:
+                pytest.fail(f"could not start the S3 server:\n{started.stdout}\n{started.stderr}")
+        text = (workdir / "env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
 @pytest.fixture(scope="session")
-def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real S3 server on loopback, started for this test session by scripts/s3-server.sh."""
+def s3_env() -> dict[str, str]:
+    """A real S3 server on loopback, started once for this test run by scripts/s3-server.sh
+    (shared by every xdist worker; each test gets its own bucket)."""
     if external := os.environ.get("MINDPROJECT_TEST_S3_ENDPOINT"):
         # Reuse a server someone already started (e.g. `make cluster`); keys from the env.
-        yield {
+        return {
             "AWS_ENDPOINT_URL": external,
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
             "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
         }
-        return
     reason = _s3_unavailable_reason()
     if reason:
         pytest.skip(f"S3 tests need the local Ceph S3 server: {reason}")
-    workdir = tmp_path_factory.mktemp("ceph")
-    port = free_port()
-    started = subprocess.run(
-        ["bash", str(S3_SCRIPT), "start", str(workdir), str(port)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if started.returncode != 0:
-        pytest.fail(f"could not start the S3 server:\n{started.stdout}\n{started.stderr}")
-    env = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
-    try:
-        yield env
-    finally:
-        subprocess.run(["bash", str(S3_SCRIPT), "stop", str(workdir)], timeout=60, check=False)
+    return _start_shared_s3_server()
 
 
 @pytest.fixture

@@ -50,12 +50,35 @@ def test_counts_requests_uploads_bytes_and_storage(server: AppServer) -> None:
     assert delta("mindproject_http_requests_total", route=route, method="PUT", status="200") == 1
     assert delta("mindproject_http_requests_total", route=route, method="PUT", status="400") == 1
     assert delta("mindproject_http_requests_total", route=route, method="GET", status="404") == 1
-    assert delta("mindproject_uploads_total", outcome="stored") == 1
-    assert delta("mindproject_uploads_total", outcome="rejected") == 1
+    assert delta("mindproject_uploads_total", path="put", outcome="stored") == 1
+    assert delta("mindproject_uploads_total", path="put", outcome="rejected") == 1
     assert delta("mindproject_http_received_bytes_total", route=route) > 1000
     assert delta("mindproject_http_sent_bytes_total", route=route) >= 1000
     assert delta("mindproject_storage_operation_duration_seconds_count", operation="save") == 1
     assert delta("mindproject_http_request_duration_seconds_count", route=route, method="GET") == 2
+
+
+def test_a_resumable_upload_is_counted_once_when_its_last_chunk_lands(server: AppServer) -> None:
+    tus = {"Tus-Resumable": "1.0.0"}
+    with server.client() as client:
+        before = samples(client)
+        created = client.post("/api/devices/m1/resumable", headers={**tus, "Upload-Length": "6"})
+        assert created.status_code == 201, created.text
+        where = created.headers["location"]
+        chunk = {**tus, "Content-Type": "application/offset+octet-stream"}
+        for offset, part in ((0, b"abc"), (3, b"def")):
+            sent = client.patch(
+                where, content=part, headers={**chunk, "Upload-Offset": str(offset)}
+            )
+            assert sent.status_code == 204, sent.text
+        again = client.patch(where, content=b"", headers={**chunk, "Upload-Offset": "6"})
+        assert again.status_code == 204, again.text  # a retry of the last answer: not new
+        after = samples(client)
+    counted = value(after, "mindproject_uploads_total", path="resumable", outcome="stored")
+    assert (
+        counted - value(before, "mindproject_uploads_total", path="resumable", outcome="stored")
+        == 1
+    )
 
 
 LIST_ROUTE = {"route": "/api/devices/", "method": "GET", "status": "200"}

@@ -44,9 +44,9 @@ RECEIVED_BYTES = Counter(
 SENT_BYTES = Counter("mindproject_http_sent_bytes_total", "Response body bytes sent", ["route"])
 UPLOADS = Counter(
     "mindproject_uploads_total",
-    "Uploads by outcome: stored, replayed (an Idempotency-Key's earlier version), "
-    "rejected (4xx), aborted (client gone), failed (5xx)",
-    ["outcome"],
+    "Uploads by path (put, resumable, direct) and outcome: stored, replayed (an "
+    "Idempotency-Key's earlier version), rejected (4xx), aborted (client gone), failed (5xx)",
+    ["path", "outcome"],
 )
 STORAGE_SECONDS = Histogram(
     "mindproject_storage_operation_duration_seconds",

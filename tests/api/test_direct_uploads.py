@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mindproject.app import create_app
 from mindproject.config import Settings
@@ -86,6 +87,17 @@ class Api:
             assert self.keys(under) == [], under
 
 
+async def _counted(http: httpx.AsyncClient, outcome: str) -> float:
+    """mindproject_uploads_total{path="direct", outcome=...} as /metrics shows it now."""
+    text = (await http.get("/metrics", headers=ADMIN)).text
+    wanted = {"path": "direct", "outcome": outcome}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "mindproject_uploads_total" and sample.labels == wanted:
+                return sample.value
+    return 0.0
+
+
 async def _put(url: str, data: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
     """The device's PUT, straight to S3 (not through the service)."""
     async with httpx.AsyncClient() as client:
@@ -139,6 +151,7 @@ async def test_direct_upload_becomes_a_version_like_any_other(api: Api) -> None:
 
     put = await _put(ticket["upload_url"], DATA, ticket["headers"])
     assert put.status_code == 200, put.text
+    stored_before = await _counted(api.http, "stored")
     completed = await api.complete(ticket)
     assert completed.status_code == 200, completed.text
     answer = completed.json()
@@ -164,6 +177,8 @@ async def test_direct_upload_becomes_a_version_like_any_other(api: Api) -> None:
     assert again.json()["version"] == answer["version"]
     assert again.json()["replayed"] is True
     assert again.headers["idempotent-replayed"] == "true"
+    assert await _counted(api.http, "stored") == stored_before + 1
+    assert await _counted(api.http, "replayed") >= 1
     listed = await api.http.get("/api/devices/sensor-1/uploads", headers=ADMIN)
     assert len(listed.json()["uploads"]) == 1
 

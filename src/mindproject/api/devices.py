@@ -67,9 +67,9 @@ async def upload(request: Request) -> Response:
                 idempotency_key=idempotency_key,
             )
     except BaseException as exc:
-        UPLOADS.labels(upload_outcome(exc)).inc()
+        UPLOADS.labels("put", upload_outcome(exc)).inc()
         raise
-    UPLOADS.labels("replayed" if stored.replayed else "stored").inc()
+    UPLOADS.labels("put", "replayed" if stored.replayed else "stored").inc()
     return JSONResponse(
         {
             "message": f"File uploaded for Device ID - {device_id}",

@@ -40,6 +40,7 @@ from mindproject.identifiers import (
     new_direct_upload_id,
     new_version_id,
 )
+from mindproject.metrics import UPLOADS
 from mindproject.multipart import clean_filename
 
 # The request body is a few small fields: anything much longer is not a direct upload request.
@@ -158,6 +159,7 @@ async def complete(request: Request) -> Response:
         device_id, staging_id, version, now=time.time()
     )
     replayed = info.version != version  # completed before: its version, not a new one
+    UPLOADS.labels("direct", "replayed" if replayed else "stored").inc()
     headers = {"X-Version": info.version}
     if replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -30,6 +30,7 @@ from mindproject.errors import (
     UnsupportedMediaType,
 )
 from mindproject.identifiers import check_upload_id, new_upload_id, new_version_id
+from mindproject.metrics import UPLOADS
 from mindproject.multipart import clean_filename
 from mindproject.storage.base import ResumableUpload
 from mindproject.streams import TUS_CHECKSUM_ALGORITHMS, ExpectedDigests, MeasuredStream
@@ -202,7 +203,7 @@ async def _append(
             declared_length=declared,
             sha256=False,  # the storage hashes the whole file as chunks arrive
         )
-        return await state.storage(request).append_resumable(
+        after = await state.storage(request).append_resumable(
             upload.device_id,
             upload.upload_id,
             offset,
@@ -211,6 +212,9 @@ async def _append(
             expires_at=time.time() + settings.resumable_expiry_seconds,
             version=new_version_id(),
         )
+    if after.complete and not upload.complete:  # counted once: when this chunk completed it
+        UPLOADS.labels("resumable", "stored").inc()
+    return after
 
 
 # OPTIONS: what this server supports ----------------------------------------------------------
