@@ -63,11 +63,18 @@ resource "aws_rds_cluster_parameter_group" "index" {
 
   name        = "${local.name}-index"
   family      = "aurora-postgresql${split(".", var.db_engine_version)[0]}"
-  description = "${local.name} index: TLS only, slow statements logged"
+  description = "${local.name} index: TLS only, DDL and slow statements logged"
 
   parameter {
     name  = "rds.force_ssl"
     value = "1"
+  }
+
+  # Schema changes always, other statements when slower than a second (all of them would
+  # cost more log volume than the uploads).
+  parameter {
+    name  = "log_statement"
+    value = "ddl"
   }
 
   parameter {

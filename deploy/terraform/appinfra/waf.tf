@@ -1,5 +1,6 @@
 # ---------------------------------------------------------------- optional WAF (enable_waf)
-# AWS managed common rule set + a per-IP rate rule, attached to the ALB. The common rule set's
+# A per-IP rate rule + the AWS managed common, known-bad-inputs (Log4j, ...) and anonymous-IP
+# rule sets, attached to the ALB. The common rule set's
 # SizeRestrictions_BODY rule blocks bodies over 8 KB: uploads are the service's job, so that one
 # rule only counts; the service enforces its own size limits (413).
 
@@ -84,6 +85,37 @@ resource "aws_wafv2_web_acl" "app" {
     visibility_config {
       cloudwatch_metrics_enabled = true
       metric_name                = "${local.name}-known-bad-inputs"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  # Tor exits and anonymising proxies are blocked; hosting-provider addresses only count:
+  # gateways and relays of a fleet may well run in a cloud.
+  rule {
+    name     = "aws-anonymous-ip"
+    priority = 3
+
+    override_action {
+      none {}
+    }
+
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesAnonymousIpList"
+
+        rule_action_override {
+          name = "HostingProviderIPList"
+          action_to_use {
+            count {}
+          }
+        }
+      }
+    }
+
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${local.name}-anonymous-ip"
       sampled_requests_enabled   = true
     }
   }
