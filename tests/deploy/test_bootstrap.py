@@ -110,7 +110,8 @@ def test_plan_plans_every_stack_and_changes_nothing(
 def test_plan_never_creates_the_state_bucket(stubs: tuple[dict[str, str], Path]) -> None:
     env, log = stubs
     stub = Path(env["PATH"].split(":")[0]) / "aws"
-    stub.write_text(STUB.replace('"aws s3api head-bucket"*) exit 0 ;;', '"aws s3api head-bucket"*) exit 1 ;;'))
+    head_bucket = '"aws s3api head-bucket"*)'
+    stub.write_text(STUB.replace(f"{head_bucket} exit 0 ;;", f"{head_bucket} exit 1 ;;"))
     result = _run(["-a", "plan"], env)
     assert result.returncode != 0
     assert "does not exist" in result.stderr, explain(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,17 +107,18 @@ def test_buildspec_is_valid_yaml_with_the_pipeline_steps() -> None:
     }
 
 
-def _buildspec(name: str) -> dict:
+def _buildspec(name: str) -> dict[str, Any]:
     import json
 
     python = venv_tool("python")
     script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
     result = run([python, "-c", script, str(REPO / "deploy" / name)], timeout=60)
     assert result.returncode == 0, explain(result)
-    return json.loads(result.stdout)
+    spec: dict[str, Any] = json.loads(result.stdout)
+    return spec
 
 
-def _commands(spec: dict) -> str:
+def _commands(spec: dict[str, Any]) -> str:
     return "\n".join(c for phase in spec["phases"].values() for c in phase.get("commands", []))
 
 
