@@ -13,7 +13,7 @@
 
 locals {
   dr_enabled   = var.dr_role != "none"
-  replicate    = local.dr_enabled && var.dr_region != ""
+  replicate    = local.dr_enabled && var.dr_region != "" && var.dr_peer_ready
   peer_name    = "${var.project}-${var.dr_environment}"
   peer_bucket  = "${local.peer_name}-uploads-${local.account_id}"
   peer_key_ref = "alias/${local.peer_name}-app"

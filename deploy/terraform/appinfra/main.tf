@@ -101,7 +101,7 @@ resource "aws_secretsmanager_secret" "signing_key" {
 
   # primary: a read-only replica in the dr region, so the dr service verifies the same tokens.
   dynamic "replica" {
-    for_each = var.dr_role == "primary" && var.dr_region != "" ? [var.dr_region] : []
+    for_each = var.dr_role == "primary" && local.replicate ? [var.dr_region] : []
 
     content {
       region     = replica.value
@@ -123,7 +123,7 @@ resource "aws_secretsmanager_secret" "previous_signing_keys" {
 
   # primary: a read-only replica in the dr region, so the dr service verifies the same tokens.
   dynamic "replica" {
-    for_each = var.dr_role == "primary" && var.dr_region != "" ? [var.dr_region] : []
+    for_each = var.dr_role == "primary" && local.replicate ? [var.dr_region] : []
 
     content {
       region     = replica.value

@@ -702,6 +702,12 @@ variable "dr_environment" {
   default     = "dr"
 }
 
+variable "dr_peer_ready" {
+  description = "Whether the peer environment of a two-region pair exists yet. false (first creation of the pair, e.g. TF_VAR_dr_peer_ready=false): leave out what names the peer's bucket and KMS key (S3 replication, secret replicas), which AWS refuses before they exist."
+  type        = bool
+  default     = true
+}
+
 variable "db_backup_copy_schedule" {
   description = "primary with the index database: AWS Backup schedule of the snapshots copied to the dr region (the database's RPO in a regional disaster)."
   type        = string

@@ -479,3 +479,24 @@ run "dr_secondary_reads_the_primarys_keys" {
     error_message = "the dr service must verify prod's tokens: the keys come from the replicas of prod's secrets"
   }
 }
+
+run "dr_first_pass_without_the_peer" {
+  command = plan
+
+  variables {
+    environment     = "dr"
+    aws_region      = "eu-central-1"
+    alarm_email     = "oncall@example.com"
+    route53_zone_id = "Z0123456789ABCDEFGHIJ"
+    domain_name     = "api.example.com"
+    dr_role         = "secondary"
+    dr_region       = "eu-west-1"
+    dr_environment  = "prod"
+    dr_peer_ready   = false
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket_replication_configuration.uploads) == 0 && length(aws_iam_role.replication) == 0 && length(aws_route53_record.failover) == 1
+    error_message = "before the peer exists: no replication towards it, but the failover record and the rest"
+  }
+}
