@@ -456,8 +456,18 @@ do_create() {
   # (A targeted apply does not refresh every output: look them up by their fixed names.)
   ensure_signing_key "$project/$env_name/token-signing-key"
   ensure_previous_keys "$project/$env_name/token-signing-keys-previous"
-  push_image "$(aws ecr describe-repositories --region "$aws_region" \
-    --repository-names "$project/$env_name" --query 'repositories[0].repositoryUri' --output text)" "$tag"
+  local image_repository
+  image_repository=$(tfvars_value appinfra image_repository_name)
+  if [ -n "$image_repository" ]; then
+    # dr: the service runs the images ECR replicates from prod; nothing is built here.
+    aws ecr describe-images --region "$aws_region" --repository-name "$image_repository" \
+      --image-ids "imageTag=$tag" >/dev/null 2>&1 ||
+      die "image $image_repository:$tag is not in $aws_region (yet): set IMAGE_TAG to a commit prod ran (docs/runbook.md, F4)"
+    log "using $image_repository:$tag, replicated from the primary region"
+  else
+    push_image "$(aws ecr describe-repositories --region "$aws_region" \
+      --repository-names "$project/$env_name" --query 'repositories[0].repositoryUri' --output text)" "$tag"
+  fi
 
   plan_and_apply appinfra "${vars[@]}"
 
