@@ -460,10 +460,14 @@ do_create() {
   image_repository=$(tfvars_value appinfra image_repository_name)
   if [ -n "$image_repository" ]; then
     # dr: the service runs the images ECR replicates from prod; nothing is built here.
-    aws ecr describe-images --region "$aws_region" --repository-name "$image_repository" \
-      --image-ids "imageTag=$tag" >/dev/null 2>&1 ||
-      die "image $image_repository:$tag is not in $aws_region (yet): set IMAGE_TAG to a commit prod ran (docs/runbook.md, F4)"
-    log "using $image_repository:$tag, replicated from the primary region"
+    if aws ecr describe-images --region "$aws_region" --repository-name "$image_repository" \
+      --image-ids "imageTag=$tag" >/dev/null 2>&1; then
+      log "using $image_repository:$tag, replicated from the primary region"
+    elif [ "${TF_VAR_dr_peer_ready:-true}" = "false" ]; then
+      log "image $image_repository:$tag is not here yet (first pass): the tasks start once prod's images are replicated"
+    else
+      die "image $image_repository:$tag is not in $aws_region: set IMAGE_TAG to a commit prod ran (docs/runbook.md, F4)"
+    fi
   else
     push_image "$(aws ecr describe-repositories --region "$aws_region" \
       --repository-names "$project/$env_name" --query 'repositories[0].repositoryUri' --output text)" "$tag"
