@@ -54,7 +54,7 @@ run "plan_with_environment_tfvars" {
     error_message = "prod replicates to the dr region and has a failover record"
   }
   assert {
-    condition     = var.environment != "dr" || (var.dr_role == "secondary" && aws_route53_record.failover[0].failover_routing_policy[0].type == "SECONDARY")
+    condition     = var.environment != "dr" || (var.dr_role == "secondary" && [for r in aws_route53_record.failover : r.failover_routing_policy[0].type] == ["SECONDARY"])
     error_message = "dr is the secondary of the failover pair"
   }
 }
