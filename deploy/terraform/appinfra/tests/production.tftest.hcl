@@ -101,7 +101,6 @@ variables {
   image_tag    = "0123abc"
 }
 
-
 run "prod_without_certificate_is_refused" {
   command = plan
 
@@ -180,7 +179,7 @@ run "prod_with_zone_gets_a_managed_certificate_and_https_only" {
   }
 }
 
-run "alarms_that_reach_people" {
+run "defaults_alarms_keys_and_no_optional_parts" {
   command = plan
 
   variables {
@@ -219,6 +218,30 @@ run "alarms_that_reach_people" {
     condition     = aws_cloudwatch_dashboard.app.dashboard_name == "mindproject-dev" && toset(keys(aws_cloudwatch_log_metric_filter.app)) == toset(["Requests", "Uploads", "ServerErrors", "ClientErrors", "BytesSent", "SmallRequestDuration"])
     error_message = "a dashboard fed by the service's access log (uploads, errors, bytes, latency)"
   }
+  assert {
+    condition     = length(aws_wafv2_web_acl.app) == 0 && length(aws_wafv2_web_acl_association.app) == 0
+    error_message = "no WAF unless enable_waf"
+  }
+  assert {
+    condition     = aws_ecs_service.app.enable_execute_command == false && length(aws_ecs_cluster.main.configuration) == 0 && length(aws_iam_role_policy.task_exec) == 0
+    error_message = "no ECS Exec unless enable_execute_command"
+  }
+  assert {
+    condition     = length(local.container_definition.mountPoints) == 1 && local.container_definition.readonlyRootFilesystem
+    error_message = "without Exec only /tmp is writable"
+  }
+  assert {
+    condition     = [for s in local.container_secrets : s.name] == ["MINDPROJECT_SECRET_KEY", "MINDPROJECT_PREVIOUS_SECRET_KEYS"]
+    error_message = "current and previous signing keys must both be ECS secrets"
+  }
+  assert {
+    condition     = length([for k, v in local.environment : k if strcontains(k, "SECRET") || k == "PGPASSWORD"]) == 0
+    error_message = "no key or password in plain environment"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret.previous_signing_keys[0].name == "mindproject/dev/token-signing-keys-previous" && aws_secretsmanager_secret.signing_key.recovery_window_in_days == 7
+    error_message = "a second secret for the retired keys"
+  }
 }
 
 run "request_scaling_follows_the_live_target_group" {
@@ -246,50 +269,13 @@ run "request_scaling_follows_the_live_target_group" {
   }
 }
 
-run "waf_and_exec_are_off_by_default" {
-  command = plan
-
-  assert {
-    condition     = length(aws_wafv2_web_acl.app) == 0 && length(aws_wafv2_web_acl_association.app) == 0
-    error_message = "no WAF unless enable_waf"
-  }
-  assert {
-    condition     = aws_ecs_service.app.enable_execute_command == false && length(aws_ecs_cluster.main.configuration) == 0 && length(aws_iam_role_policy.task_exec) == 0
-    error_message = "no ECS Exec unless enable_execute_command"
-  }
-  assert {
-    condition     = length(local.container_definition.mountPoints) == 1 && local.container_definition.readonlyRootFilesystem
-    error_message = "without Exec only /tmp is writable"
-  }
-}
-
-run "waf_on" {
+run "waf_and_exec_on" {
   command = plan
 
   variables {
+    enable_execute_command       = true
     enable_waf                   = true
     waf_rate_limit_per_5_minutes = 5000
-  }
-
-  assert {
-    condition     = length(aws_wafv2_web_acl_association.app) == 1 && aws_wafv2_web_acl.app[0].scope == "REGIONAL"
-    error_message = "enable_waf must attach a regional web ACL to the ALB"
-  }
-  assert {
-    condition     = [for r in aws_wafv2_web_acl.app[0].rule : r.statement[0].rate_based_statement[0].limit if r.name == "rate-per-ip"] == [5000]
-    error_message = "a per-IP rate rule with the configured limit"
-  }
-  assert {
-    condition     = contains([for r in aws_wafv2_web_acl.app[0].rule : try(r.statement[0].managed_rule_group_statement[0].name, "")], "AWSManagedRulesCommonRuleSet")
-    error_message = "the AWS managed common rule set"
-  }
-}
-
-run "exec_on" {
-  command = plan
-
-  variables {
-    enable_execute_command = true
   }
 
   assert {
@@ -312,22 +298,17 @@ run "exec_on" {
     condition     = toset([for m in local.container_definition.mountPoints : m.containerPath]) == toset(["/tmp", "/var/lib/amazon/ssm", "/var/log/amazon/ssm"]) && local.container_definition.readonlyRootFilesystem
     error_message = "the root filesystem stays read-only; only the SSM agent's two folders become writable"
   }
-}
-
-run "signing_keys_only_from_secrets_manager" {
-  command = plan
-
   assert {
-    condition     = [for s in local.container_secrets : s.name] == ["MINDPROJECT_SECRET_KEY", "MINDPROJECT_PREVIOUS_SECRET_KEYS"]
-    error_message = "current and previous signing keys must both be ECS secrets"
+    condition     = length(aws_wafv2_web_acl_association.app) == 1 && aws_wafv2_web_acl.app[0].scope == "REGIONAL"
+    error_message = "enable_waf must attach a regional web ACL to the ALB"
   }
   assert {
-    condition     = length([for k, v in local.environment : k if strcontains(k, "SECRET") || k == "PGPASSWORD"]) == 0
-    error_message = "no key or password in plain environment"
+    condition     = [for r in aws_wafv2_web_acl.app[0].rule : r.statement[0].rate_based_statement[0].limit if r.name == "rate-per-ip"] == [5000]
+    error_message = "a per-IP rate rule with the configured limit"
   }
   assert {
-    condition     = aws_secretsmanager_secret.previous_signing_keys[0].name == "mindproject/dev/token-signing-keys-previous" && aws_secretsmanager_secret.signing_key.recovery_window_in_days == 7
-    error_message = "a second secret for the retired keys"
+    condition     = contains([for r in aws_wafv2_web_acl.app[0].rule : try(r.statement[0].managed_rule_group_statement[0].name, "")], "AWSManagedRulesCommonRuleSet")
+    error_message = "the AWS managed common rule set"
   }
 }
 
@@ -448,6 +429,10 @@ run "dr_secondary" {
     condition     = aws_kms_alias.app.name == "alias/mindproject-dr-app"
     error_message = "the key alias the primary's replication names must exist in the dr stack"
   }
+  assert {
+    condition     = [for s in local.container_secrets : s.valueFrom] == ["mindproject/prod/token-signing-key", "mindproject/prod/token-signing-keys-previous"]
+    error_message = "the dr service must verify prod's tokens: the keys come from the replicas of prod's secrets"
+  }
 }
 
 run "dr_needs_a_zone" {
@@ -458,26 +443,6 @@ run "dr_needs_a_zone" {
   }
 
   expect_failures = [var.dr_role]
-}
-
-run "dr_secondary_reads_the_primarys_keys" {
-  command = plan
-
-  variables {
-    environment     = "dr"
-    aws_region      = "eu-central-1"
-    alarm_email     = "oncall@example.com"
-    route53_zone_id = "Z0123456789ABCDEFGHIJ"
-    domain_name     = "api.example.com"
-    dr_role         = "secondary"
-    dr_region       = "eu-west-1"
-    dr_environment  = "prod"
-  }
-
-  assert {
-    condition     = [for s in local.container_secrets : s.valueFrom] == ["mindproject/prod/token-signing-key", "mindproject/prod/token-signing-keys-previous"]
-    error_message = "the dr service must verify prod's tokens: the keys come from the replicas of prod's secrets"
-  }
 }
 
 run "dr_first_pass_without_the_peer" {
