@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,32 +57,44 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         CURRENT_TEST.pop()
 
 
-# Run first under xdist: these groups take the longest, and a long group started last is the
-# tail of the whole run.
+# Under xdist, tests run in groups, each on one worker: a module (its module-scoped servers are
+# started once), except the deployment checks, which share one Terraform/checkov cache and run
+# together, and the container test on its own. The longest groups are collected first, so that
+# none of them starts last and becomes the tail of the run.
 _LONG_GROUPS = ("container", "deploy", "cluster")
 
 
-def _xdist_group(item: pytest.Item) -> str:
-    """Tests that share a module share its module-scoped servers, so a module runs on one
-    worker; the deployment checks share one Terraform/checkov cache, so they run together."""
-    if item.get_closest_marker("container"):
+def _group_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if path == "tests/deploy/test_container.py":
         return "container"
-    if item.get_closest_marker("deploy"):
+    if path.startswith("tests/deploy/"):
         return "deploy"
-    if item.get_closest_marker("cluster"):
-        return f"cluster:{item.nodeid.split('::')[0]}"
-    return item.nodeid.split("::")[0]
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    # pytest-xdist's own --dist loadgroup marks a test's group in its node id, which pytest 9
+    # no longer lets it change; grouping by node id here needs no marker.
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _group_of(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`-m "not s3"` must mean no S3 server: a test that asks for one must say so. Each test
-    gets its xdist group (run with `--dist loadgroup`), the longest groups first."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    """`-m "not s3"` must mean no S3 server: a test that asks for one must say so. The longest
+    groups first (see pytest_xdist_make_scheduler)."""
 
     def rank(item: pytest.Item) -> int:
-        group = _xdist_group(item).split(":")[0]
+        group = _group_of(item.nodeid)
+        if group.startswith("tests/cluster/"):
+            group = "cluster"
         return _LONG_GROUPS.index(group) if group in _LONG_GROUPS else len(_LONG_GROUPS)
 
     items.sort(key=rank)  # stable: the order inside each rank stays the collection's

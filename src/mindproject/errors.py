@@ -186,6 +186,11 @@ class UploadBusy(MindProjectError):
     status = 423
     code = "upload_busy"
 
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        # When trying again can succeed: at once for a lock held by a live request, or once
+        # a dead replica's claim may be taken over.
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+
 
 class ChunkChecksumMismatch(MindProjectError):
     """A chunk's Upload-Checksum did not match its bytes: nothing was appended (tus: 460)."""

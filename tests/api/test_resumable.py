@@ -399,7 +399,9 @@ async def test_busy_upload_gets_423(tus: Tus) -> None:
     fd = os.open(part, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        assert_error(await tus.patch(url, 0, b"a" * 100), 423, "upload_busy")
+        busy = await tus.patch(url, 0, b"a" * 100)
+        assert_error(busy, 423, "upload_busy")
+        assert busy.headers["retry-after"] == "1"  # a live request holds it: try again soon
     finally:
         os.close(fd)
     assert await tus.offset(url) == 0

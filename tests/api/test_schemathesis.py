@@ -29,6 +29,8 @@ MAX_EXAMPLES = 40
 
 # tus chunks (api/resumable.py) are raw bytes under their own media type.
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+# Uploads take raw bytes of any other media type too.
+schemathesis.serializer.alias("*/*", "application/octet-stream")
 
 CHECKS = [
     checks.not_a_server_error,

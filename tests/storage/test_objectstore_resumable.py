@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import sys
 import time
@@ -574,8 +575,11 @@ async def test_replica_process_killed_mid_chunk(
     assert (await storage.resumable(DEVICE, upload.upload_id)).offset == 1 * MiB
     keys, _ = s3_leftovers_of(s3_env, s3_bucket)
     assert any("/data/" in key for key in keys)  # the dead append's 8 MiB piece
-    with pytest.raises(UploadBusy):
+    with pytest.raises(UploadBusy) as busy:
         await append(storage, upload, 1 * MiB, data[1 * MiB :])
+    # Retry-After: when the claim, unrefreshed, may be taken over (at most the takeover time).
+    retry_after = int(busy.value.headers["Retry-After"])
+    assert 1 <= retry_after <= math.ceil(storage._takeover_seconds)
     storage._takeover_seconds = -1.0  # time passes: the dead replica's claim is stale
     final = await append(storage, upload, 1 * MiB, data[1 * MiB :])
     assert final.version is not None

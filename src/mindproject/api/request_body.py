@@ -47,6 +47,8 @@ X_FILENAME = Parameter(
 # The body as the OpenAPI document describes it.
 UPLOAD_BODY = {
     "required": True,
+    "description": "The file: a multipart form with a `file` field, or the raw bytes in any "
+    "other media type (kept as the version's content type; X-Filename names it)",
     "content": {
         "multipart/form-data": {
             "schema": {
@@ -56,6 +58,7 @@ UPLOAD_BODY = {
             }
         },
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "*/*": {"schema": {"type": "string", "format": "binary"}},
     },
 }
 # A multipart body is the file plus boundaries, part headers and small fields: the exact limit is

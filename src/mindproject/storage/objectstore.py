@@ -789,6 +789,7 @@ class ObjectStorage(Storage):
         """
         key = self._layout.resumable_claim(device_id, upload_id, offset)
         nonce = secrets.token_hex(8)
+        wait = 1.0  # seconds until the claim seen may be taken over
         for _ in range(3):
             try:
                 await self._call(obstore.put_async(self._store, key, nonce.encode(), mode="create"))
@@ -808,9 +809,10 @@ class ObjectStorage(Storage):
             age = (datetime.now(UTC) - meta["last_modified"]).total_seconds()
             declared = record.start == offset and record.nonce is None
             if age <= self._takeover_seconds and not declared:
+                wait = self._takeover_seconds - age
                 break
             await self._call(obstore.delete_async(self._store, key))
-        raise UploadBusy("another request is appending to this upload")
+        raise UploadBusy("another request is appending to this upload", retry_after=math.ceil(wait))
 
     async def _release_claim(self, device_id: str, upload_id: str, offset: int) -> None:
         await self._forget(self._layout.resumable_claim(device_id, upload_id, offset))
