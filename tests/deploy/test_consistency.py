@@ -84,3 +84,16 @@ def test_dockerfile_shape() -> None:
     assert re.search(r'^ENTRYPOINT \["mindproject"\]$', DOCKERFILE, re.M)
     ignore = (REPO / ".dockerignore").read_text().split()
     assert ignore[0:1] == ["*"] or "*" in ignore, "the .dockerignore should allow-list"
+
+
+def test_settings_passed_anywhere_in_appinfra_exist_in_the_app() -> None:
+    """Every MINDPROJECT_* name in any appinfra file (secrets, the fleet-mode index) is a setting."""
+    known = {f"MINDPROJECT_{name.upper()}" for name in Settings.model_fields}
+    passed: set[str] = set()
+    for path in APPINFRA.glob("*.tf"):
+        text = path.read_text()
+        passed |= set(re.findall(r"\b(MINDPROJECT_[A-Z_]+)\s*=\s*\"", text))
+        passed |= set(re.findall(r'name\s+=\s+"(MINDPROJECT_[A-Z_]+)"', text))
+    expected = {"MINDPROJECT_SECRET_KEY", "MINDPROJECT_PREVIOUS_SECRET_KEYS", "MINDPROJECT_INDEX"}
+    assert expected <= passed
+    assert passed <= known, f"settings the app does not know: {sorted(passed - known)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_bootstrap_help_names_the_seed_options() -> None:
     assert result.returncode == 0, explain(result)
     for option in ("a", "t", "e", "i", "f", "h"):
         assert f"\n{option}     " in result.stdout, f"-{option} is not documented"
-    assert "create|test|destroy" in result.stdout
+    assert "create|plan|test|destroy" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -104,3 +105,51 @@ def test_buildspec_is_valid_yaml_with_the_pipeline_steps() -> None:
         "taskdef.json",
         "appspec.yaml",
     }
+
+
+def _buildspec(name: str) -> dict[str, Any]:
+    import json
+
+    python = venv_tool("python")
+    script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
+    result = run([python, "-c", script, str(REPO / "deploy" / name)], timeout=60)
+    assert result.returncode == 0, explain(result)
+    spec: dict[str, Any] = json.loads(result.stdout)
+    return spec
+
+
+def _commands(spec: dict[str, Any]) -> str:
+    return "\n".join(c for phase in spec["phases"].values() for c in phase.get("commands", []))
+
+
+def test_build_gates_on_the_image_scan_and_pins_the_digest() -> None:
+    spec = _buildspec("buildspec.yml")
+    commands = _commands(spec)
+    assert "aws ecr wait image-scan-complete" in commands
+    assert "describe-image-scan-findings" in commands and "$SCAN_FAIL_SEVERITY" in commands
+    assert commands.index("image-scan-complete") < commands.index("imagedefinitions.json")
+    assert 'IMAGE_REF="$ECR_REPOSITORY_URL@$IMAGE_DIGEST"' in commands
+    assert '"$CONTAINER_NAME" "$IMAGE_REF" > imagedefinitions.json' in commands
+    assert '--platform "$IMAGE_PLATFORM"' in commands
+    assert spec["env"]["exported-variables"] == ["IMAGE_URI", "IMAGE_DIGEST"]
+
+
+def test_promotion_copies_the_tested_digest_and_checks_it() -> None:
+    spec = _buildspec("buildspec-promote.yml")
+    commands = _commands(spec)
+    assert "docker build" not in commands, "promotion must not rebuild"
+    assert "skopeo copy --preserve-digests" in commands
+    assert '[ "$PROMOTED" = "$DIGEST" ]' in commands
+    assert 'IMAGE_REF="$ECR_REPOSITORY_URL@$DIGEST"' in commands
+    assert set(spec["artifacts"]["files"]) == {
+        "imagedefinitions.json",
+        "imageDetail.json",
+        "taskdef.json",
+        "appspec.yaml",
+    }
+
+
+def test_smoke_test_checks_health_auth_and_the_seed_calls() -> None:
+    commands = _commands(_buildspec("buildspec-smoke.yml"))
+    for needle in ("/healthz", "/readyz", '"401"', "./bootstrap.sh -a test -i pipeline-smoke"):
+        assert needle in commands, needle

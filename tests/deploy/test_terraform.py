@@ -13,7 +13,7 @@ import pytest
 
 from tests.deploy.tools import (
     CACHE,
-    ENVIRONMENTS,
+    STACK_ENVIRONMENTS,
     STACKS,
     TERRAFORM_DIR,
     explain,
@@ -95,8 +95,10 @@ def test_terraform_test(stack: str, initialised: dict[str, dict[str, str]]) -> N
     assert " skip" not in result.stdout, "a terraform test run was skipped:\n" + explain(result)
 
 
-@pytest.mark.parametrize("environment", ENVIRONMENTS)
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize(
+    ("stack", "environment"),
+    [(stack, env) for stack in STACKS for env in STACK_ENVIRONMENTS[stack]],
+)
 def test_environment_tfvars_plan(
     stack: str, environment: str, initialised: dict[str, dict[str, str]]
 ) -> None:
@@ -142,7 +144,7 @@ def test_variables_and_outputs_are_described(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_backends_are_remote_and_locked(stack: str) -> None:
-    for environment in ENVIRONMENTS:
+    for environment in STACK_ENVIRONMENTS[stack]:
         text = (TERRAFORM_DIR / stack / "backends" / f"{environment}.backend").read_text()
         assert f'key          = "mindproject/{environment}/{stack}.tfstate"' in text
         assert "encrypt      = true" in text and "use_lockfile = true" in text

@@ -17,7 +17,13 @@ from tests.helpers import REPO
 
 TERRAFORM_DIR = REPO / "deploy" / "terraform"
 STACKS = ("networking", "appinfra", "cicd")
-ENVIRONMENTS = ("dev", "prod")
+ENVIRONMENTS = ("dev", "prod", "dr")
+# The dr environment (second region) has no pipeline of its own: prod's delivers to it.
+STACK_ENVIRONMENTS = {
+    "networking": ENVIRONMENTS,
+    "appinfra": ENVIRONMENTS,
+    "cicd": ("dev", "prod"),
+}
 CACHE = REPO / ".cache" / "deploy"
 CHECKOV_VENV = REPO / ".cache" / "checkov-venv"
 

@@ -40,7 +40,7 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
 
 resource "aws_lb" "main" {
   # checkov:skip=CKV2_AWS_20:HTTP redirects to HTTPS whenever certificate_arn is set (aws_lb_listener.http_redirect); without a certificate (development) HTTP is all there is.
-  # checkov:skip=CKV2_AWS_28:A WAF web ACL costs $5/month plus $1 per rule and $0.60 per million requests and needs rules tuned to the fleet; attach one with aws_wafv2_web_acl_association when the threat model asks for it.
+  # checkov:skip=CKV2_AWS_28:The WAF web ACL is optional (enable_waf, waf.tf: managed common rules + per-IP rate rule); it costs $5/month plus $1 per rule and $0.60 per million requests, so it is off by default.
   name                       = local.short_name
   load_balancer_type         = "application"
   internal                   = false
@@ -140,7 +140,7 @@ resource "aws_lb_listener" "https" {
   port              = 443
   protocol          = "HTTPS"
   ssl_policy        = var.ssl_policy
-  certificate_arn   = var.certificate_arn
+  certificate_arn   = local.certificate_arn
 
   default_action {
     type             = "forward"
@@ -154,5 +154,6 @@ resource "aws_lb_listener" "https" {
 
 locals {
   production_listener_arn = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http_forward[0].arn
-  service_url             = local.https ? "https://${aws_lb.main.dns_name}" : "http://${aws_lb.main.dns_name}"
+  service_host            = var.domain_name != "" ? var.domain_name : aws_lb.main.dns_name
+  service_url             = local.https ? "https://${local.service_host}" : "http://${local.service_host}"
 }

@@ -34,6 +34,25 @@ resource "aws_cloudwatch_log_group" "app" {
 resource "aws_ecs_cluster" "main" {
   name = local.name
 
+  dynamic "configuration" {
+    for_each = var.enable_execute_command ? [1] : []
+
+    content {
+      execute_command_configuration {
+        kms_key_id = aws_kms_key.app.arn
+        logging    = "OVERRIDE"
+
+        log_configuration {
+          cloud_watch_encryption_enabled = true
+          cloud_watch_log_group_name     = aws_cloudwatch_log_group.exec[0].name
+          s3_bucket_name                 = aws_s3_bucket.logs.id
+          s3_bucket_encryption_enabled   = true
+          s3_key_prefix                  = "ecs-exec"
+        }
+      }
+    }
+  }
+
   setting {
     name  = "containerInsights"
     value = var.container_insights ? "enabled" : "disabled"
@@ -43,7 +62,14 @@ resource "aws_ecs_cluster" "main" {
 locals {
   storage_url = "s3://${aws_s3_bucket.uploads.id}/${var.storage_prefix}"
 
-  environment = merge(var.extra_environment, {
+  container_secrets = concat(
+    [{ name = "MINDPROJECT_SECRET_KEY", valueFrom = local.signing_key_ref }],
+    [for ref in local.previous_keys_refs : { name = "MINDPROJECT_PREVIOUS_SECRET_KEYS", valueFrom = ref }],
+    # The managed master secret is JSON {username, password}: ECS extracts the password key.
+    [for arn in local.db_secret_arns : { name = "PGPASSWORD", valueFrom = "${arn}:password::" }],
+  )
+
+  environment = merge(var.extra_environment, local.index_environment, {
     MINDPROJECT_STORAGE                = local.storage_url
     MINDPROJECT_HOST                   = "0.0.0.0"
     MINDPROJECT_PORT                   = tostring(var.container_port)
@@ -63,7 +89,7 @@ locals {
 
   container_definition = {
     name                   = local.container_name
-    image                  = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
+    image                  = "${local.image_repository_url}:${var.image_tag}"
     essential              = true
     user                   = "10001:10001"
     readonlyRootFilesystem = true
@@ -78,18 +104,22 @@ locals {
     }]
 
     environment = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
-    secrets = [{
-      name      = "MINDPROJECT_SECRET_KEY"
-      valueFrom = aws_secretsmanager_secret.signing_key.arn
-    }]
+    # Every secret comes from Secrets Manager through ECS (never plain environment): the
+    # signing key, the keys retired by the last rotation, and the index database's password.
+    secrets = local.container_secrets
 
     # The root filesystem is read-only; /tmp is a writable scratch volume on the task's
-    # ephemeral storage (spooled request parts, if any).
-    mountPoints = [{
+    # ephemeral storage (spooled request parts, if any); with ECS Exec, the SSM agent's two
+    # state/log folders too (exec.tf).
+    mountPoints = concat([{
       sourceVolume  = "tmp"
       containerPath = "/tmp"
       readOnly      = false
-    }]
+      }], [for name, path in local.exec_volumes : {
+      sourceVolume  = name
+      containerPath = path
+      readOnly      = false
+    }])
 
     healthCheck = {
       command     = ["CMD", "python3", "-c", local.health_probe]
@@ -137,6 +167,14 @@ resource "aws_ecs_task_definition" "app" {
   volume {
     name = "tmp"
   }
+
+  dynamic "volume" {
+    for_each = local.exec_volumes
+
+    content {
+      name = volume.key
+    }
+  }
 }
 
 resource "aws_ecs_service" "app" {
@@ -148,7 +186,7 @@ resource "aws_ecs_service" "app" {
   platform_version                   = "LATEST"
   propagate_tags                     = "SERVICE"
   enable_ecs_managed_tags            = true
-  enable_execute_command             = false
+  enable_execute_command             = var.enable_execute_command
   health_check_grace_period_seconds  = 30
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
@@ -228,6 +266,21 @@ resource "aws_appautoscaling_policy" "cpu" {
   }
 }
 
+# Requests per task, over whichever target group serves traffic. A predefined
+# ALBRequestCountPerTarget metric names ONE target group: after the first blue/green deployment
+# moves traffic to green, a policy on blue sees zero requests and scales in. Instead, metric
+# math adds the RequestCount of every target group (only the live one carries production
+# traffic; CodeDeploy's test traffic is nil here) and divides by the healthy targets of all of
+# them. During a deployment both groups have healthy targets, so the figure is briefly halved:
+# at worst a scale-in after the 300 s cooldown, which the CPU policy and min_tasks bound. The
+# alternative, the load balancer's own RequestCount, would also count HTTP->HTTPS redirects and
+# WAF blocks that never reach a task.
+locals {
+  request_metric_groups = { for colour, tg in aws_lb_target_group.app : colour => tg.arn_suffix }
+  requests_sum          = "(${join(" + ", [for c in keys(local.request_metric_groups) : "FILL(requests_${c}, 0)"])})"
+  healthy_sum           = "(${join(" + ", [for c in keys(local.request_metric_groups) : "FILL(healthy_${c}, 0)"])})"
+}
+
 resource "aws_appautoscaling_policy" "requests" {
   count = var.requests_per_target > 0 ? 1 : 0
 
@@ -242,9 +295,67 @@ resource "aws_appautoscaling_policy" "requests" {
     scale_in_cooldown  = 300
     scale_out_cooldown = 60
 
-    predefined_metric_specification {
-      predefined_metric_type = "ALBRequestCountPerTarget"
-      resource_label         = "${aws_lb.main.arn_suffix}/${aws_lb_target_group.app["blue"].arn_suffix}"
+    customized_metric_specification {
+      metrics {
+        id          = "per_target"
+        label       = "Requests per healthy target, all target groups"
+        expression  = "IF(${local.healthy_sum} > 0, ${local.requests_sum} / ${local.healthy_sum}, 0)"
+        return_data = true
+      }
+
+      dynamic "metrics" {
+        for_each = local.request_metric_groups
+
+        content {
+          id          = "requests_${metrics.key}"
+          return_data = false
+
+          metric_stat {
+            stat = "Sum"
+
+            metric {
+              namespace   = "AWS/ApplicationELB"
+              metric_name = "RequestCount"
+
+              dimensions {
+                name  = "LoadBalancer"
+                value = aws_lb.main.arn_suffix
+              }
+              dimensions {
+                name  = "TargetGroup"
+                value = metrics.value
+              }
+            }
+          }
+        }
+      }
+
+      dynamic "metrics" {
+        for_each = local.request_metric_groups
+
+        content {
+          id          = "healthy_${metrics.key}"
+          return_data = false
+
+          metric_stat {
+            stat = "Average"
+
+            metric {
+              namespace   = "AWS/ApplicationELB"
+              metric_name = "HealthyHostCount"
+
+              dimensions {
+                name  = "LoadBalancer"
+                value = aws_lb.main.arn_suffix
+              }
+              dimensions {
+                name  = "TargetGroup"
+                value = metrics.value
+              }
+            }
+          }
+        }
+      }
     }
   }
 }

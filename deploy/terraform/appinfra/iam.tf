@@ -16,7 +16,7 @@ locals {
   # Objects: only under the service's prefix. Listing: only the service's prefix.
   task_s3_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid      = "ObjectsUnderPrefix"
         Effect   = "Allow"
@@ -36,7 +36,14 @@ locals {
         Action   = ["s3:ListBucketMultipartUploads"]
         Resource = aws_s3_bucket.uploads.arn
       },
-    ]
+      ], local.uploads_cmk ? [{
+        # Two-region pair: uploads are encrypted with the stack's key, used through S3 only.
+        Sid       = "UploadsKeyThroughS3"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource  = aws_kms_key.app.arn
+        Condition = { StringEquals = { "kms:ViaService" = "s3.${var.aws_region}.amazonaws.com" } }
+    }] : [])
   }
 
   execution_policy = {
@@ -52,7 +59,7 @@ locals {
         Sid      = "PullImage"
         Effect   = "Allow"
         Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-        Resource = aws_ecr_repository.app.arn
+        Resource = local.image_repository_arn
       },
       {
         Sid      = "WriteLogs"
@@ -61,13 +68,15 @@ locals {
         Resource = "${aws_cloudwatch_log_group.app.arn}:*"
       },
       {
-        Sid      = "ReadSigningKey"
+        # The signing keys and (fleet mode) the database password: read by ECS at task start,
+        # injected as secrets. Only this role may read them; the build and pipeline roles cannot.
+        Sid      = "ReadTaskSecrets"
         Effect   = "Allow"
         Action   = ["secretsmanager:GetSecretValue"]
-        Resource = aws_secretsmanager_secret.signing_key.arn
+        Resource = concat(local.signing_secret_arns, local.db_secret_arns)
       },
       {
-        Sid       = "DecryptSigningKey"
+        Sid       = "DecryptTaskSecrets"
         Effect    = "Allow"
         Action    = ["kms:Decrypt"]
         Resource  = aws_kms_key.app.arn

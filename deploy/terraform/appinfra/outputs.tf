@@ -115,7 +115,7 @@ output "target_group_names" {
 
 output "alarm_names" {
   description = "CloudWatch alarms of the service; CodeDeploy rolls back when one fires."
-  value       = concat([aws_cloudwatch_metric_alarm.http_5xx_rate.alarm_name, aws_cloudwatch_metric_alarm.latency.alarm_name], [for a in aws_cloudwatch_metric_alarm.unhealthy_targets : a.alarm_name])
+  value       = concat([aws_cloudwatch_metric_alarm.http_5xx_rate.alarm_name, aws_cloudwatch_metric_alarm.latency.alarm_name, aws_cloudwatch_metric_alarm.p99_latency.alarm_name], [for a in aws_cloudwatch_metric_alarm.unhealthy_targets : a.alarm_name])
 }
 
 output "alarm_topic_arn" {
@@ -126,4 +126,24 @@ output "alarm_topic_arn" {
 output "default_tags" {
   description = "Tags the provider applies to every resource of this stack."
   value       = local.tags
+}
+
+output "smoke_token_secret_arn" {
+  description = "Secret holding the smoke-test device's token (read by the pipeline's smoke test)."
+  value       = aws_secretsmanager_secret.smoke_token.arn
+}
+
+output "previous_signing_keys_secret_arn" {
+  description = "Secret holding MINDPROJECT_PREVIOUS_SECRET_KEYS (null when previous_signing_keys_secret is off)."
+  value       = one(aws_secretsmanager_secret.previous_signing_keys[*].arn)
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the service."
+  value       = aws_cloudwatch_dashboard.app.dashboard_name
+}
+
+output "image_repository_url" {
+  description = "Repository the task definition pulls from (the stack's own, or image_repository_name's)."
+  value       = local.image_repository_url
 }

@@ -1,7 +1,7 @@
 # ---------------------------------------------------------------- upload bucket
 
 resource "aws_s3_bucket" "uploads" {
-  # checkov:skip=CKV_AWS_144:Cross-region replication doubles storage cost; multi-region DR is a separate, later decision (seed's second "future improvement").
+  # checkov:skip=CKV_AWS_144:Cross-region replication is configured in dr.tf (aws_s3_bucket_replication_configuration) when dr_role is primary/secondary; a single-region environment (dev) does not pay for a second copy.
   # checkov:skip=CKV2_AWS_62:Nothing consumes object events yet; notifications are added with their consumer.
   bucket        = "${local.name}-uploads-${local.account_id}"
   force_destroy = var.force_destroy_buckets
@@ -39,6 +39,8 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "uploads" {
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm = "aws:kms"
+      # In a two-region pair the stack's own key (replicas are re-encrypted with the peer's).
+      kms_master_key_id = local.uploads_cmk ? aws_kms_key.app.arn : null
     }
     bucket_key_enabled = true
   }

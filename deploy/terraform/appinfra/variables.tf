@@ -62,7 +62,7 @@ variable "tags" {
 # ---------------------------------------------------------------- load balancer
 
 variable "certificate_arn" {
-  description = "ACM certificate for the HTTPS listener. Given: HTTPS on 443 and HTTP redirects to it. Empty: plain HTTP on 80 only (development)."
+  description = "ACM certificate for the HTTPS listener. Given: HTTPS on 443 and HTTP redirects to it. Empty: a managed certificate when route53_zone_id is set, else plain HTTP on 80 (allowed in dev only)."
   type        = string
   default     = ""
 
@@ -70,12 +70,55 @@ variable "certificate_arn" {
     condition     = var.certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.certificate_arn))
     error_message = "certificate_arn must be empty or an ACM certificate ARN."
   }
+
+  # Devices send bearer tokens: outside dev, plain HTTP is refused.
+  validation {
+    condition     = var.environment == "dev" || var.certificate_arn != "" || var.route53_zone_id != ""
+    error_message = "HTTPS is required outside dev: set certificate_arn (an ACM certificate in this region) or route53_zone_id + domain_name (a managed certificate validated by DNS)."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 hosted zone of domain_name. Given: an alias record for the service, and (without certificate_arn) a managed ACM certificate validated by DNS in this zone."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.route53_zone_id == "" || can(regex("^Z[A-Z0-9]{1,31}$", var.route53_zone_id))
+    error_message = "route53_zone_id must be empty or a hosted zone id (Z...)."
+  }
+}
+
+variable "domain_name" {
+  description = "Name devices use for the service (e.g. api.example.com), in route53_zone_id. Needed with route53_zone_id."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = (var.domain_name == "" && var.route53_zone_id == "") || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,}$", var.domain_name))
+    error_message = "domain_name must be a lower-case DNS name, and is required when route53_zone_id is set."
+  }
 }
 
 variable "ssl_policy" {
-  description = "TLS policy of the HTTPS listener."
+  description = "TLS policy of the HTTPS listener: one of the TLS 1.2+ ELB policies (TLS 1.3 ones preferred)."
   type        = string
   default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+  validation {
+    condition = contains([
+      "ELBSecurityPolicy-TLS13-1-2-2021-06",
+      "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+      "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+      "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+      "ELBSecurityPolicy-TLS13-1-3-2021-06",
+      "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+      "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+      "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+      "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+    ], var.ssl_policy)
+    error_message = "ssl_policy must be a TLS 1.2+ ELB security policy (e.g. ELBSecurityPolicy-TLS13-1-2-2021-06); TLS 1.0/1.1 policies are refused."
+  }
 }
 
 variable "allowed_ingress_cidrs" {
@@ -389,13 +432,74 @@ variable "log_retention_days" {
 }
 
 variable "alarm_email" {
-  description = "Address subscribed to the alarm topic (confirm the subscription mail). Empty: alarms only show in the console."
+  description = "Address subscribed to the alarm topic (confirm the subscription mail). Outside dev, this or alarm_sns_topic_arn is required."
   type        = string
   default     = ""
 
   validation {
     condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
     error_message = "alarm_email must be empty or an e-mail address."
+  }
+
+  # Alarms nobody receives are no alarms.
+  validation {
+    condition     = var.environment == "dev" || var.alarm_email != "" || var.alarm_sns_topic_arn != ""
+    error_message = "Outside dev, alarms must reach someone: set alarm_email or alarm_sns_topic_arn (e.g. a topic wired to PagerDuty/Opsgenie/Chatbot)."
+  }
+}
+
+variable "alarm_sns_topic_arn" {
+  description = "Existing SNS topic (on-call tooling: PagerDuty, Opsgenie, AWS Chatbot, ...) that also receives every alarm and failed-deployment event. Its policy must let cloudwatch.amazonaws.com and events.amazonaws.com publish."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alarm_sns_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$", var.alarm_sns_topic_arn))
+    error_message = "alarm_sns_topic_arn must be empty or an SNS topic ARN."
+  }
+}
+
+variable "alarm_cpu_percent" {
+  description = "Alarm when the service's average CPU stays above this for 10 minutes (autoscaling should have caught up by then)."
+  type        = number
+  default     = 85
+
+  validation {
+    condition     = var.alarm_cpu_percent > 0 && var.alarm_cpu_percent <= 100
+    error_message = "alarm_cpu_percent must be in (0, 100]."
+  }
+}
+
+variable "alarm_memory_percent" {
+  description = "Alarm when the service's average memory use stays above this for 10 minutes."
+  type        = number
+  default     = 85
+
+  validation {
+    condition     = var.alarm_memory_percent > 0 && var.alarm_memory_percent <= 100
+    error_message = "alarm_memory_percent must be in (0, 100]."
+  }
+}
+
+variable "alarm_p99_latency_seconds" {
+  description = "Alarm when the p99 duration of the service's small requests (its access log: not PUT/PATCH uploads, responses under 1 MiB) exceeds this many seconds for 15 minutes. Uploads and large downloads are left out: their time is the client's link speed."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.alarm_p99_latency_seconds > 0
+    error_message = "alarm_p99_latency_seconds must be positive."
+  }
+}
+
+variable "alarm_s3_error_count" {
+  description = "Alarm when the service's S3 requests (request metrics on its prefix) get more than this many 4xx or 5xx answers in 5 minutes."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.alarm_s3_error_count >= 0
+    error_message = "alarm_s3_error_count must be 0 or more."
   }
 }
 
@@ -432,4 +536,186 @@ variable "ecr_keep_images" {
     condition     = var.ecr_keep_images >= 5
     error_message = "ecr_keep_images must be at least 5."
   }
+}
+
+# ---------------------------------------------------------------- edge and operator access
+
+variable "enable_waf" {
+  description = "Attach an AWS WAF web ACL to the ALB: the AWS managed common rule set (size limits on bodies left to the service) and a per-IP rate rule. About $5/month + $1/rule + $0.60 per million requests."
+  type        = bool
+  default     = false
+}
+
+variable "waf_rate_limit_per_5_minutes" {
+  description = "WAF: requests one IP may send in any 5-minute window before it is blocked (fleets behind one carrier NAT share an IP: size it for that)."
+  type        = number
+  default     = 20000
+
+  validation {
+    condition     = var.waf_rate_limit_per_5_minutes >= 100 && var.waf_rate_limit_per_5_minutes <= 2000000000
+    error_message = "waf_rate_limit_per_5_minutes must be between 100 and 2e9 (the WAF limits)."
+  }
+}
+
+variable "enable_execute_command" {
+  description = "ECS Exec: operators may open a shell or run a command in a running task (`aws ecs execute-command`), logged to an encrypted log group and S3. No SSH, no bastion."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------- token signing keys
+
+variable "previous_signing_keys_secret" {
+  description = "Create a second secret for the previous signing keys (MINDPROJECT_PREVIOUS_SECRET_KEYS, comma-separated) and inject it into the task, so tokens signed by a retired key keep working during a rotation. Its value is set outside Terraform, as the current key's."
+  type        = bool
+  default     = true
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted signing-key secret can be restored (7-30), or 0 to delete it at once (throwaway environments: lets destroy + create reuse the name the same day)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or between 7 and 30."
+  }
+}
+
+# ---------------------------------------------------------------- fleet index database (issue 12)
+
+variable "enable_index_database" {
+  description = "Fleet mode: an Aurora PostgreSQL Serverless v2 cluster holds the index (MINDPROJECT_INDEX), bytes stay in S3. Off: S3-only mode, no database."
+  type        = bool
+  default     = false
+}
+
+variable "db_engine_version" {
+  description = "Aurora PostgreSQL engine version."
+  type        = string
+  default     = "16.4"
+}
+
+variable "db_min_acu" {
+  description = "Aurora Serverless v2 minimum capacity (ACU, 0.5 steps). 0 lets an idle dev cluster pause."
+  type        = number
+  default     = 0.5
+
+  validation {
+    condition     = var.db_min_acu >= 0 && var.db_min_acu <= 256
+    error_message = "db_min_acu must be between 0 and 256."
+  }
+}
+
+variable "db_max_acu" {
+  description = "Aurora Serverless v2 maximum capacity (ACU)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.db_max_acu >= 1 && var.db_max_acu <= 256
+    error_message = "db_max_acu must be between 1 and 256."
+  }
+}
+
+variable "db_instances" {
+  description = "Aurora instances: 1 writer + readers in other AZs. Outside dev at least 2 (Multi-AZ: a reader in the second AZ is promoted in about 30 s if the writer fails)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.db_instances >= 1 && var.db_instances <= 15
+    error_message = "db_instances must be between 1 and 15."
+  }
+  validation {
+    condition     = !var.enable_index_database || var.environment == "dev" || var.db_instances >= 2
+    error_message = "Outside dev the index database must be Multi-AZ: db_instances >= 2."
+  }
+}
+
+variable "db_backup_retention_days" {
+  description = "Days of Aurora automated backups (point-in-time restore window)."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.db_backup_retention_days >= 1 && var.db_backup_retention_days <= 35
+    error_message = "db_backup_retention_days must be between 1 and 35."
+  }
+}
+
+variable "db_name" {
+  description = "Database name of the index."
+  type        = string
+  default     = "mindproject"
+}
+
+variable "alarm_db_cpu_percent" {
+  description = "Alarm when the index database's writer CPU stays above this for 10 minutes."
+  type        = number
+  default     = 80
+}
+
+variable "alarm_db_connections" {
+  description = "Alarm when the index database has more connections than this (size it below max_connections of db_max_acu)."
+  type        = number
+  default     = 500
+}
+
+variable "alarm_db_free_storage_bytes" {
+  description = "Alarm when the index database's free local storage (temporary files, sorts) falls below this many bytes."
+  type        = number
+  default     = 2147483648
+}
+
+# ---------------------------------------------------------------- disaster recovery (second region)
+
+variable "dr_role" {
+  description = "Place of this environment in a two-region setup: none; primary (replicates its uploads and database backups to the dr environment, failover record PRIMARY); secondary (the dr environment: receives them, failover record SECONDARY)."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "primary", "secondary"], var.dr_role)
+    error_message = "dr_role must be none, primary or secondary."
+  }
+  validation {
+    condition     = var.dr_role == "none" || (var.route53_zone_id != "" && var.domain_name != "")
+    error_message = "A primary or secondary environment needs route53_zone_id and domain_name (the failover record)."
+  }
+}
+
+variable "dr_region" {
+  description = "primary: region of the dr environment (where uploads and backups are replicated)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.dr_region == "" || can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.dr_region))
+    error_message = "dr_region must be empty or a region name."
+  }
+}
+
+variable "dr_environment" {
+  description = "primary: environment name of the dr stacks (its bucket and backup vault names derive from it)."
+  type        = string
+  default     = "dr"
+}
+
+variable "dr_peer_ready" {
+  description = "Whether the peer environment of a two-region pair exists yet. false (first creation of the pair, e.g. TF_VAR_dr_peer_ready=false): leave out what names the peer's bucket and KMS key (S3 replication, secret replicas), which AWS refuses before they exist."
+  type        = bool
+  default     = true
+}
+
+variable "db_backup_copy_schedule" {
+  description = "primary with the index database: AWS Backup schedule of the snapshots copied to the dr region (the database's RPO in a regional disaster)."
+  type        = string
+  default     = "cron(0 * * * ? *)"
+}
+
+variable "image_repository_name" {
+  description = "secondary (dr): pull the service image from this ECR repository of this region instead of the stack's own, e.g. the primary's repository that ECR replicates here (mindproject/prod). Empty: the stack's repository."
+  type        = string
+  default     = ""
 }

@@ -1,6 +1,9 @@
 locals {
   # The roles the deployed task definitions name; the pipeline may pass exactly these to ECS.
-  task_roles = [local.app.task_role_arn, local.app.execution_role_arn]
+  task_roles = concat(
+    [local.app.task_role_arn, local.app.execution_role_arn],
+    local.gated ? [local.preprod.task_role_arn, local.preprod.execution_role_arn] : [],
+  )
 
   codebuild_policy = {
     Version = "2012-10-17"
@@ -34,9 +37,11 @@ locals {
         Effect = "Allow"
         Action = [
           "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload", "ecr:DescribeImages",
-          "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart",
+          "ecr:DescribeImageScanFindings", "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage",
+          "ecr:UploadLayerPart",
         ]
-        Resource = local.app.ecr_repository_arn
+        # Built once, into the first environment the pipeline deploys (gated: preprod's).
+        Resource = local.build_target.ecr_repository_arn
       },
       {
         Sid      = "ReadTaskDefinition"
@@ -72,7 +77,7 @@ locals {
         Sid      = "Build"
         Effect   = "Allow"
         Action   = ["codebuild:BatchGetBuilds", "codebuild:StartBuild"]
-        Resource = aws_codebuild_project.app.arn
+        Resource = concat([aws_codebuild_project.app.arn, aws_codebuild_project.smoke.arn], aws_codebuild_project.promote[*].arn)
       },
       {
         Sid      = "RegisterTaskDefinitions"
@@ -100,6 +105,13 @@ locals {
       ],
       [for s in local.blue_green_statements : s if local.blue_green],
       [for s in local.rolling_statements : s if !local.blue_green],
+      [for s in local.preprod_statements : s if local.gated],
+      var.approval_sns_topic_arn == "" ? [] : [{
+        Sid      = "ApprovalNotification"
+        Effect   = "Allow"
+        Action   = ["sns:Publish"]
+        Resource = var.approval_sns_topic_arn
+      }],
     )
   }
 
@@ -121,6 +133,25 @@ locals {
       Effect   = "Allow"
       Action   = ["codedeploy:GetDeploymentConfig"]
       Resource = "arn:${local.partition}:codedeploy:${var.aws_region}:${local.account_id}:deploymentconfig:${var.blue_green_deployment_config}"
+    },
+  ]
+
+  preprod_service_arn = local.gated ? "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:service/${local.preprod.cluster_name}/${local.preprod.service_name}" : ""
+
+  # Gated: the preprod environment is deployed by the ECS action.
+  preprod_statements = [
+    {
+      Sid      = "PreprodRollingDeploy"
+      Effect   = "Allow"
+      Action   = ["ecs:DescribeServices", "ecs:UpdateService"]
+      Resource = local.preprod_service_arn
+    },
+    {
+      Sid       = "PreprodRollingDeployWatch"
+      Effect    = "Allow"
+      Action    = ["ecs:DescribeTasks", "ecs:ListTasks"]
+      Resource  = "*"
+      Condition = { ArnEquals = { "ecs:cluster" = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:cluster/${try(local.preprod.cluster_name, "")}" } }
     },
   ]
 

@@ -11,6 +11,18 @@ data "terraform_remote_state" "appinfra" {
   }
 }
 
+# Gated delivery: the environment built into, deployed and smoke-tested before this one.
+data "terraform_remote_state" "preprod" {
+  count   = var.preprod_environment != "" ? 1 : 0
+  backend = "s3"
+
+  config = {
+    bucket = var.state_bucket
+    key    = var.preprod_appinfra_state_key != "" ? var.preprod_appinfra_state_key : "${var.project}/${var.preprod_environment}/appinfra.tfstate"
+    region = local.state_region
+  }
+}
+
 locals {
   name       = "${var.project}-${var.environment}"
   account_id = data.aws_caller_identity.current.account_id
@@ -20,8 +32,16 @@ locals {
   appinfra_state_key = var.appinfra_state_key != "" ? var.appinfra_state_key : "${var.project}/${var.environment}/appinfra.tfstate"
   app                = data.terraform_remote_state.appinfra.outputs
 
-  blue_green     = local.app.deployment_strategy == "blue_green"
-  connection_arn = var.connection_arn != "" ? var.connection_arn : aws_codestarconnections_connection.source[0].arn
+  blue_green = local.app.deployment_strategy == "blue_green"
+  gated      = var.preprod_environment != ""
+  preprod    = local.gated ? data.terraform_remote_state.preprod[0].outputs : null
+  # The image is built once, into the first environment the pipeline deploys.
+  build_target = {
+    for k in ["ecr_repository_url", "ecr_repository_arn", "task_family", "container_name", "container_port", "deployment_strategy", "service_url"] :
+    k => tostring(local.gated ? local.preprod[k] : local.app[k])
+  }
+  smoke_token_secret_arn = try(local.gated ? local.preprod.smoke_token_secret_arn : local.app.smoke_token_secret_arn, "")
+  connection_arn         = var.connection_arn != "" ? var.connection_arn : aws_codestarconnections_connection.source[0].arn
 
   service_arn = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:service/${local.app.cluster_name}/${local.app.service_name}"
 
@@ -207,23 +227,27 @@ resource "aws_codebuild_project" "app" {
 
     environment_variable {
       name  = "ECR_REPOSITORY_URL"
-      value = local.app.ecr_repository_url
+      value = local.build_target.ecr_repository_url
     }
     environment_variable {
       name  = "TASK_FAMILY"
-      value = local.app.task_family
+      value = local.build_target.task_family
     }
     environment_variable {
       name  = "CONTAINER_NAME"
-      value = local.app.container_name
+      value = local.build_target.container_name
     }
     environment_variable {
       name  = "CONTAINER_PORT"
-      value = tostring(local.app.container_port)
+      value = tostring(local.build_target.container_port)
     }
     environment_variable {
       name  = "DEPLOYMENT_STRATEGY"
-      value = local.app.deployment_strategy
+      value = local.build_target.deployment_strategy
+    }
+    environment_variable {
+      name  = "SCAN_FAIL_SEVERITY"
+      value = var.scan_fail_severity
     }
   }
 
@@ -325,16 +349,19 @@ resource "aws_codedeploy_deployment_group" "app" {
 # ---------------------------------------------------------------- pipeline
 
 locals {
+  # What this environment's Deploy stage reads: the build's output, or (gated) the promotion's.
+  release_artifact = local.gated ? "promote_output" : "build_output"
+
   deploy_action = local.blue_green ? {
     provider = "CodeDeployToECS"
     configuration = tomap({
       ApplicationName                = local.name
       DeploymentGroupName            = local.name
-      TaskDefinitionTemplateArtifact = "build_output"
+      TaskDefinitionTemplateArtifact = local.release_artifact
       TaskDefinitionTemplatePath     = "taskdef.json"
-      AppSpecTemplateArtifact        = "build_output"
+      AppSpecTemplateArtifact        = local.release_artifact
       AppSpecTemplatePath            = "appspec.yaml"
-      Image1ArtifactName             = "build_output"
+      Image1ArtifactName             = local.release_artifact
       Image1ContainerName            = "IMAGE1_NAME"
     })
     } : {
@@ -399,37 +426,26 @@ resource "aws_codepipeline" "app" {
     }
   }
 
-  stage {
-    name = "Build"
+  # Build once -> deploy (preprod) -> smoke test -> [approval -> promote the same digest ->
+  # deploy this environment]. Each stage holds one action; delivery.tf lists them.
+  dynamic "stage" {
+    for_each = local.stages
 
-    action {
-      name             = "TestBuildPush"
-      category         = "Build"
-      owner            = "AWS"
-      provider         = "CodeBuild"
-      version          = "1"
-      input_artifacts  = ["source_output"]
-      output_artifacts = ["build_output"]
+    content {
+      name = stage.value.name
 
-      configuration = {
-        ProjectName = aws_codebuild_project.app.name
-        # With CODE_ZIP sources CodeBuild does not see the commit: hand it over explicitly.
-        EnvironmentVariables = jsonencode([{ name = "COMMIT_ID", value = "#{SourceVariables.CommitId}", type = "PLAINTEXT" }])
+      action {
+        name             = stage.value.action
+        category         = stage.value.category
+        owner            = "AWS"
+        provider         = stage.value.provider
+        version          = "1"
+        run_order        = 1
+        input_artifacts  = stage.value.inputs
+        output_artifacts = stage.value.outputs
+        namespace        = stage.value.namespace
+        configuration    = stage.value.configuration
       }
-    }
-  }
-
-  stage {
-    name = "Deploy"
-
-    action {
-      name            = local.blue_green ? "BlueGreen" : "Rolling"
-      category        = "Deploy"
-      owner           = "AWS"
-      provider        = local.deploy_action.provider
-      version         = "1"
-      input_artifacts = ["build_output"]
-      configuration   = local.deploy_action.configuration
     }
   }
 

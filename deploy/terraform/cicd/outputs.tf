@@ -37,3 +37,8 @@ output "default_tags" {
   description = "Tags the provider applies to every resource of this stack."
   value       = local.tags
 }
+
+output "stage_names" {
+  description = "The pipeline's stages in order (gated: build once, deploy and smoke-test preprod, approve, promote the digest, deploy)."
+  value       = [for s in local.stages : s.name]
+}

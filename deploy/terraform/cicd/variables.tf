@@ -186,3 +186,49 @@ variable "blue_green_deployment_config" {
     error_message = "blue_green_deployment_config must be one of the CodeDeployDefault.ECS* configurations."
   }
 }
+
+# ---------------------------------------------------------------- gated delivery
+
+variable "preprod_environment" {
+  description = "Gated delivery: the environment (e.g. dev) the pipeline builds into, deploys and smoke-tests first; after a manual approval it promotes the same image digest to this environment. Empty: the pipeline deploys straight to this environment (allowed in dev only)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.preprod_environment == "" || can(regex("^[a-z][a-z0-9]{1,9}$", var.preprod_environment))
+    error_message = "preprod_environment must be empty or an environment name."
+  }
+  # Every push to main used to reach prod untested: outside dev, delivery is gated.
+  validation {
+    condition     = var.environment == "dev" || (var.preprod_environment != "" && var.preprod_environment != var.environment)
+    error_message = "Outside dev the pipeline must be gated: set preprod_environment (e.g. dev) to deploy, smoke-test and approve there first."
+  }
+}
+
+variable "preprod_appinfra_state_key" {
+  description = "Key of the preprod environment's appinfra state. Empty: <project>/<preprod_environment>/appinfra.tfstate."
+  type        = string
+  default     = ""
+}
+
+variable "scan_fail_severity" {
+  description = "The build fails when the ECR image scan finds a vulnerability of this severity or worse: CRITICAL, HIGH, MEDIUM, LOW or INFORMATIONAL."
+  type        = string
+  default     = "HIGH"
+
+  validation {
+    condition     = contains(["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"], var.scan_fail_severity)
+    error_message = "scan_fail_severity must be CRITICAL, HIGH, MEDIUM, LOW or INFORMATIONAL."
+  }
+}
+
+variable "approval_sns_topic_arn" {
+  description = "Gated delivery: SNS topic told when a release waits for approval (empty: look at the pipeline in the console)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.approval_sns_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$", var.approval_sns_topic_arn))
+    error_message = "approval_sns_topic_arn must be empty or an SNS topic ARN."
+  }
+}

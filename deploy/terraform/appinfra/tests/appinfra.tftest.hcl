@@ -73,7 +73,7 @@ override_data {
 }
 
 variables {
-  environment  = "test"
+  environment  = "dev"
   aws_region   = "eu-west-1"
   state_bucket = "mindproject-tfstate-123456789012-eu-west-1"
   image_tag    = "0123abc"

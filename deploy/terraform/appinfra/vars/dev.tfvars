@@ -19,3 +19,6 @@ access_logs_retention_days   = 14
 log_level                    = "debug"
 
 deployment_strategy = "rolling"
+
+# Throwaway: a destroyed signing-key secret is deleted at once, so create works again the same day.
+secret_recovery_window_days = 0

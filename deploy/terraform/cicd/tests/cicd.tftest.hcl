@@ -52,7 +52,7 @@ override_data {
 }
 
 variables {
-  environment   = "test"
+  environment   = "dev"
   aws_region    = "eu-west-1"
   state_bucket  = "mindproject-tfstate-123456789012-eu-west-1"
   repository_id = "example/mindproject"
@@ -62,8 +62,8 @@ run "pipeline_source_build_deploy_rolling" {
   command = apply
 
   assert {
-    condition     = [for s in aws_codepipeline.app.stage : s.name] == ["Source", "Build", "Deploy"]
-    error_message = "the pipeline must have Source, Build and Deploy stages"
+    condition     = [for s in aws_codepipeline.app.stage : s.name] == ["Source", "Build", "Deploy", "SmokeTest"]
+    error_message = "the dev pipeline must have Source, Build, Deploy and SmokeTest stages"
   }
   assert {
     condition     = aws_codepipeline.app.stage[0].action[0].configuration.FullRepositoryId == "example/mindproject" && aws_codepipeline.app.stage[0].action[0].configuration.BranchName == "main"

@@ -41,4 +41,20 @@ run "plan_with_environment_tfvars" {
     condition     = aws_lb_target_group.app["blue"].health_check[0].path == "/healthz"
     error_message = "every environment health-checks /healthz"
   }
+  assert {
+    condition     = var.environment == "dev" || (length(aws_lb_listener.https) == 1 && length(aws_lb_listener.http_forward) == 0)
+    error_message = "every environment but dev serves HTTPS only (HTTP redirects)"
+  }
+  assert {
+    condition     = var.environment == "dev" || var.alarm_email != "" || var.alarm_sns_topic_arn != ""
+    error_message = "every environment but dev has an alarm subscriber"
+  }
+  assert {
+    condition     = var.environment != "prod" || (var.dr_role == "primary" && length(aws_s3_bucket_replication_configuration.uploads) == 1 && length(aws_route53_record.failover) == 1)
+    error_message = "prod replicates to the dr region and has a failover record"
+  }
+  assert {
+    condition     = var.environment != "dr" || (var.dr_role == "secondary" && [for r in aws_route53_record.failover : r.failover_routing_policy[0].type] == ["SECONDARY"])
+    error_message = "dr is the secondary of the failover pair"
+  }
 }

@@ -37,6 +37,26 @@ override_data {
   }
 }
 
+override_data {
+  target = data.terraform_remote_state.preprod
+  values = {
+    outputs = {
+      deployment_strategy    = "rolling"
+      cluster_name           = "mindproject-dev"
+      service_name           = "mindproject-dev"
+      task_family            = "mindproject-dev"
+      container_name         = "mindproject"
+      container_port         = 5000
+      ecr_repository_url     = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mindproject/dev"
+      ecr_repository_arn     = "arn:aws:ecr:eu-west-1:123456789012:repository/mindproject/dev"
+      task_role_arn          = "arn:aws:iam::123456789012:role/mindproject-dev-task"
+      execution_role_arn     = "arn:aws:iam::123456789012:role/mindproject-dev-task-execution"
+      service_url            = "http://mindproject-dev.eu-west-1.elb.amazonaws.com"
+      smoke_token_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mindproject/dev/smoke-device-token-AbCdEf"
+    }
+  }
+}
+
 variables {
   state_bucket = "mindproject-tfstate-123456789012-eu-west-1"
 }
@@ -45,7 +65,11 @@ run "plan_with_environment_tfvars" {
   command = plan
 
   assert {
-    condition     = length(aws_codepipeline.app.stage) == 3
-    error_message = "every environment gets the three-stage pipeline"
+    condition     = length(aws_codepipeline.app.stage) == (var.preprod_environment == "" ? 4 : 7)
+    error_message = "dev: build, deploy, smoke test; elsewhere the gated seven-stage pipeline"
+  }
+  assert {
+    condition     = var.environment == "dev" || contains([for s in aws_codepipeline.app.stage : s.action[0].provider], "Manual")
+    error_message = "every environment but dev waits for a manual approval"
   }
 }
