@@ -87,7 +87,7 @@ def test_dockerfile_shape() -> None:
 
 
 def test_settings_passed_anywhere_in_appinfra_exist_in_the_app() -> None:
-    """Every MINDPROJECT_* name in any appinfra file (secrets, the fleet-mode index) is a setting."""
+    """Every MINDPROJECT_* name in any appinfra file (secrets, the fleet index) is a setting."""
     known = {f"MINDPROJECT_{name.upper()}" for name in Settings.model_fields}
     passed: set[str] = set()
     for path in APPINFRA.glob("*.tf"):
