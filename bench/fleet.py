@@ -189,11 +189,7 @@ def start_replicas(
     try:
         for i in range(n):
             port = free_port()
-            if "MINDPROJECT_INDEX" in env and not settings_know_index():
-                # the storage has the mode, `mindproject serve` not yet: bench/fleet_serve.py
-                argv = [str(PROJECT_BIN / "python"), str(BENCH / "fleet_serve.py")]
-            else:
-                argv = [str(PROJECT_BIN / "mindproject"), "serve", "--workers", "1"]
+            argv = [str(PROJECT_BIN / "mindproject"), "serve", "--workers", "1"]
             env = {**env, "MINDPROJECT_HOST": "127.0.0.1", "MINDPROJECT_PORT": str(port)}
             logf = (logdir / f"{tag}-replica{i}.log").open("ab")
             proc = subprocess.Popen(argv, env=env, stdout=logf, stderr=logf, start_new_session=True)
@@ -205,15 +201,6 @@ def start_replicas(
             stop_server(s)
         raise
     return servers
-
-
-def settings_know_index() -> bool:
-    """Whether `mindproject serve` reads MINDPROJECT_INDEX (the project venv's Settings)."""
-    code = "from mindproject.config import Settings; print('index' in Settings.model_fields)"
-    out = subprocess.run(
-        [str(PROJECT_BIN / "python"), "-c", code], capture_output=True, text=True, check=False
-    )
-    return out.stdout.strip() == "True"
 
 
 def _wait_ready(server: Server, logname: Path) -> None:
