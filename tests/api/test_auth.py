@@ -157,7 +157,13 @@ def test_first_run_makes_a_private_key_and_prints_a_working_admin_token(tmp_path
 
         def started() -> bool:
             assert process.poll() is None, log.read_text()
-            return "export TOKEN=" in log.read_text() and "ready to serve" in log.read_text()
+            if "export TOKEN=" not in log.read_text():
+                return False
+            # "ready to serve" is logged by the lifespan, before uvicorn binds the socket.
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
 
         wait_for(started, "the first-run banner and the server ready", timeout=30)
         key_file = tmp_path / "data" / "secret.key"
