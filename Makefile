@@ -56,7 +56,7 @@ typecheck: $(TEST_STAMP)
 PYTEST_WORKERS ?= 3
 
 pytest: $(TEST_STAMP) system-packages $(TEST_PREREQS)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

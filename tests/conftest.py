@@ -59,9 +59,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 # Under xdist, tests run in groups, each on one worker: a module (its module-scoped servers are
-# started once), except the deployment checks, which share one Terraform/checkov cache and run
-# together, and the container test on its own. The longest groups are collected first, so that
-# none of them starts last and becomes the tail of the run.
+# started once, Terraform's stacks initialised once). The longest groups are collected first, so
+# that none of them starts last and becomes the tail of the run.
 _LONG_GROUPS = ("container", "deploy", "cluster")
 
 
@@ -69,8 +68,8 @@ def _group_of(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
     if path == "tests/deploy/test_container.py":
         return "container"
-    if path.startswith("tests/deploy/"):
-        return "deploy"
+    if path == "tests/deploy/test_terraform.py":
+        return "deploy"  # its stacks' Terraform data dirs are initialised once, then shared
     return path
 
 
@@ -94,8 +93,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> int:
         group = _group_of(item.nodeid)
-        if group.startswith("tests/cluster/"):
-            group = "cluster"
+        for kind in ("deploy", "cluster"):
+            if group.startswith(f"tests/{kind}/"):
+                group = kind
         return _LONG_GROUPS.index(group) if group in _LONG_GROUPS else len(_LONG_GROUPS)
 
     items.sort(key=rank)  # stable: the order inside each rank stays the collection's
