@@ -204,6 +204,18 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
     }
 
 
+# The fleet summary's counts (api/fleet.py), each a non-negative integer.
+_SUMMARY_COUNTS = (
+    "devices",
+    "silent_devices",
+    "revoked_devices",
+    "uploads_last_hour",
+    "bytes_last_hour",
+    "uploads_last_day",
+    "bytes_last_day",
+)
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -352,30 +364,9 @@ def _schemas() -> dict[str, Any]:
         },
         "FleetSummary": {
             "type": "object",
-            "required": [
-                "devices",
-                "silent_devices",
-                "revoked_devices",
-                "uploads_last_hour",
-                "bytes_last_hour",
-                "uploads_last_day",
-                "bytes_last_day",
-                "silent_for",
-                "at",
-            ],
+            "required": [*_SUMMARY_COUNTS, "silent_for", "at"],
             "properties": {
-                **{
-                    name: {"type": "integer", "minimum": 0}
-                    for name in (
-                        "devices",
-                        "silent_devices",
-                        "revoked_devices",
-                        "uploads_last_hour",
-                        "bytes_last_hour",
-                        "uploads_last_day",
-                        "bytes_last_day",
-                    )
-                },
+                **{name: {"type": "integer", "minimum": 0} for name in _SUMMARY_COUNTS},
                 "silent_for": {"type": "string"},
                 "at": {"type": "string", "format": "date-time"},
             },

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -121,16 +121,22 @@ def activity_buckets(
 ) -> list[ActivityBucket]:
     """Every bucket from `first` (aligned) up to `end`, zeros included, with the (time, size)
     of `uploads` counted in theirs; uploads outside the range are ignored."""
-    count = max(0, math.ceil((end - first) / bucket_seconds))
-    uploads_in = [0] * count
-    bytes_in = [0] * count
+    totals: dict[int, tuple[int, int]] = {}
     for moment, size in uploads:
         index = int((moment - first) // bucket_seconds)
-        if 0 <= index < count:
-            uploads_in[index] += 1
-            bytes_in[index] += size
+        uploads_in, bytes_in = totals.get(index, (0, 0))
+        totals[index] = (uploads_in + 1, bytes_in + size)
+    return bucket_series(totals, bucket_seconds=bucket_seconds, first=first, end=end)
+
+
+def bucket_series(
+    totals: Mapping[int, tuple[int, int]], *, bucket_seconds: int, first: float, end: float
+) -> list[ActivityBucket]:
+    """Every bucket from `first` (aligned) up to `end`, zeros included; `totals` maps a
+    bucket's index counted from `first` to its (uploads, bytes), as an index may sum them."""
+    count = max(0, math.ceil((end - first) / bucket_seconds))
     return [
-        ActivityBucket(first + i * bucket_seconds, uploads_in[i], bytes_in[i]) for i in range(count)
+        ActivityBucket(first + i * bucket_seconds, *totals.get(i, (0, 0))) for i in range(count)
     ]
 
 

@@ -23,7 +23,13 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from mindproject.errors import StorageUnavailable
-from mindproject.storage.base import ActivityBucket, DeviceSummary, FleetSummary, UploadInfo
+from mindproject.storage.base import (
+    ActivityBucket,
+    DeviceSummary,
+    FleetSummary,
+    UploadInfo,
+    bucket_series,
+)
 
 log = logging.getLogger("mindproject.storage")
 # What a pool hands out (a proxy of a connection, with the same methods).
@@ -489,14 +495,9 @@ class PgIndex:
                 start,
                 end,
             )
-        counts = {int(record[0]) * bucket_seconds: (record[1], record[2]) for record in records}
-        buckets = []
-        moment = first
-        while moment < end:
-            uploads, size = counts.get(moment, (0, 0))
-            buckets.append(ActivityBucket(float(moment), int(uploads), int(size)))
-            moment += bucket_seconds
-        return buckets
+        offset = first // bucket_seconds  # the query's bucket numbers count from the epoch
+        totals = {int(r[0]) - offset: (int(r[1]), int(r[2])) for r in records}
+        return bucket_series(totals, bucket_seconds=bucket_seconds, first=first, end=end)
 
     # compaction ----------------------------------------------------------------------------
     async def sparse_segments(self, threshold: float, limit: int) -> list[tuple[str, int, int]]:
