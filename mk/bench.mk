@@ -6,7 +6,8 @@
 #
 # The measurements behind docs/decisions.md (bench/choices/), in a venv of their own:
 #   make bench-choices                            HTTP stack, then S3 client
-#   make bench-choices CHOICES=s3_client          one of them (asgi_stack, s3_client, pg_driver)
+#   make bench-choices CHOICES=s3_client          one of them (asgi_stack, s3_client, pg_driver,
+#                                                 sql_layer)
 #   make bench-choices ASGI_STACK_ARGS="--rounds 1 --duration 2" S3_CLIENT_ARGS="--small 300"
 # They print markdown tables; add --json FILE to either's arguments to keep the raw figures.
 
@@ -40,10 +41,11 @@ bench: $(RUN_STAMP) $(BENCH_STAMP)
 
 CHOICES_VENV := .cache/choices-venv
 CHOICES_STAMP := $(CHOICES_VENV)/.stamp-$(shell cksum bench/choices/requirements.txt | cut -d' ' -f1)
-CHOICES ?= asgi_stack s3_client pg_driver
+CHOICES ?= asgi_stack s3_client pg_driver sql_layer
 ASGI_STACK_ARGS ?=
 S3_CLIENT_ARGS ?=
 PG_DRIVER_ARGS ?=
+SQL_LAYER_ARGS ?=
 
 choices-venv: $(CHOICES_STAMP)
 
@@ -60,6 +62,7 @@ bench-choices: $(CHOICES_STAMP)
 	$(if $(filter asgi_stack,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/asgi_stack.py $(ASGI_STACK_ARGS))
 	$(if $(filter s3_client,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/s3_client.py $(S3_CLIENT_ARGS))
 	$(if $(filter pg_driver,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/pg_driver.py $(PG_DRIVER_ARGS))
+	$(if $(filter sql_layer,$(CHOICES)),$(CHOICES_VENV)/bin/python bench/choices/sql_layer.py $(SQL_LAYER_ARGS))
 
 # Fleet scale (issue 12): S3-only mode against the PostgreSQL index mode, two replicas, a
 # counting proxy in front of Ceph; writes bench/results/<UTC time>-fleet-scale/ (bench/fleet.py).

@@ -8,6 +8,8 @@ import pytest
 
 from mindproject.config import Settings, load_settings
 from mindproject.errors import ConfigurationError
+from mindproject.storage import open_storage
+from mindproject.storage.indexed import IndexedStorage
 from tests.helpers import REPO, run_cli
 
 
@@ -84,3 +86,28 @@ def test_the_fleet_mode_needs_object_storage_and_consistent_segment_sizes(
     monkeypatch.setenv("MINDPROJECT_SEGMENT_MAX_UPLOAD_BYTES", str(16 * 1024 * 1024))
     with pytest.raises(ConfigurationError, match="MINDPROJECT_SEGMENT_MAX_UPLOAD_BYTES"):
         load_settings()
+
+
+def test_the_index_pool_size_is_a_setting_of_at_least_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().index_pool_size == 10
+    monkeypatch.setenv("MINDPROJECT_INDEX_POOL_SIZE", "32")
+    assert load_settings().index_pool_size == 32
+    monkeypatch.setenv("MINDPROJECT_INDEX_POOL_SIZE", "0")
+    with pytest.raises(ConfigurationError, match="MINDPROJECT_INDEX_POOL_SIZE"):
+        load_settings()
+
+
+@pytest.mark.anyio
+@pytest.mark.pg
+async def test_the_index_pool_size_reaches_the_pool(pg_index_url: str) -> None:
+    storage = open_storage("memory://pool", index=pg_index_url, index_pool_size=3)
+    assert isinstance(storage, IndexedStorage)
+    try:
+        async with storage.index.connection():
+            pass  # the pool is made at first use
+        pool = storage.index._pool
+        assert pool is not None and pool.get_max_size() == 3
+    finally:
+        await storage.close()

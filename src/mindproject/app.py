@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             fsync=settings.fsync,
             resumable_takeover_seconds=settings.resumable_takeover_seconds,
             index=settings.index,
+            index_pool_size=settings.index_pool_size,
             segment_window_ms=settings.segment_window_ms,
             segment_max_bytes=settings.segment_max_bytes,
             segment_max_upload_bytes=settings.segment_max_upload_bytes,

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         description="PostgreSQL URL of the fleet mode's index (postgresql://user@host:port/db), "
         "with s3:// storage; the password may come from PGPASSWORD",
     )
+    index_pool_size: int = Field(
+        default=10,
+        ge=1,
+        description="Fleet mode: PostgreSQL connections each worker process may hold at once "
+        "(size it so replicas x workers x this stays under the server's max_connections)",
+    )
     segment_window_ms: int = Field(
         default=50,
         ge=1,

@@ -23,6 +23,7 @@ def open_storage(
     fsync: bool = True,
     resumable_takeover_seconds: float | None = None,
     index: str | None = None,
+    index_pool_size: int = 10,
     segment_window_ms: int = 50,
     segment_max_bytes: int = 8 * 1024 * 1024,
     segment_max_upload_bytes: int = 256 * 1024,
@@ -34,7 +35,8 @@ def open_storage(
     their process and need no such wait).
 
     `index` (`postgresql://…`, with an object store): the fleet mode, bytes in the store and the
-    index in PostgreSQL, small uploads group-committed into segments (storage/indexed.py).
+    index in PostgreSQL, small uploads group-committed into segments (storage/indexed.py);
+    `index_pool_size` connections to it at most.
     """
     takeover = (
         {}
@@ -60,7 +62,7 @@ def open_storage(
         return IndexedStorage(
             store,
             prefix,
-            PgIndex(index),
+            PgIndex(index, pool_size=index_pool_size),
             segment_window_seconds=segment_window_ms / 1000,
             segment_max_bytes=segment_max_bytes,
             segment_max_upload_bytes=segment_max_upload_bytes,
