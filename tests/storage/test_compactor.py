@@ -8,17 +8,22 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mindproject.errors import StorageUnavailable
 from mindproject.identifiers import new_version_id
+from mindproject.storage import compactor as compactor_module
 from mindproject.storage import open_storage
 from mindproject.storage.base import UploadInfo
 from mindproject.storage.compactor import Compactor
 from mindproject.storage.indexed import IndexedStorage
-from mindproject.storage.pg_index import COMPACTOR_LOCK, parse_locator
+from mindproject.storage.pg_index import COMPACTOR_LOCK, LIVE_SHARE, parse_locator
 from tests.helpers import measured, s3_client
+
+if TYPE_CHECKING:
+    from obstore import ObjectMeta
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3, pytest.mark.pg]
 
@@ -209,3 +214,66 @@ async def test_one_compactor_at_a_time(fleet: IndexedStorage) -> None:
         assert mine
         assert await Compactor(fleet).run() is None  # another session holds the lock
     assert await Compactor(fleet).run() is not None
+
+
+async def test_orphans_of_any_age_go_a_slice_of_older_keys_per_run(
+    fleet: IndexedStorage, s3_bucket: str, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Orphans keyed days back (a compactor down for two days, a late resumable upload keyed by
+    # its version's hour), one known segment among them, and a fresh orphan in the last day.
+    now = time.time()
+    kept = await save_many(fleet, 1)
+    (known,) = segment_keys(s3_env, s3_bucket)
+    old = [fleet.layout.segment_key(now - days * 86400, f"orphan-{days}") for days in (2, 3, 9)]
+    old.append(fleet.layout.segment_key(now - 40 * 86400, "orphan-40"))
+    recent = fleet.layout.segment_key(now - 3600, "orphan-recent")
+    for key in [*old, recent]:
+        await fleet.put_object(key, b"lost")
+    monkeypatch.setattr(compactor_module, "OLDER_PER_RUN", 3)
+    listed: list[tuple[str, str]] = []
+    walk = fleet.segment_walk
+
+    async def recording_walk(
+        start_after: str, stop: str, before: float, limit: int | None = None
+    ) -> tuple[list[ObjectMeta], str | None]:
+        listed.append((start_after, stop))
+        return await walk(start_after, stop, before, limit)
+
+    monkeypatch.setattr(fleet, "segment_walk", recording_walk)
+    compactor = Compactor(fleet, grace_seconds=GRACE)
+    later = now + GRACE + 1
+    report = await compactor.run(later)
+    # The last day whole, and the first three older keys (oldest first: keys sort by hour).
+    assert report is not None and report.orphans == 1 + 3
+    assert segment_keys(s3_env, s3_bucket) == {known, old[0]}
+    report = await compactor.run(later)  # on from the cursor: the last old orphan, then past
+    assert report is not None and report.orphans == 1
+    assert segment_keys(s3_env, s3_bucket) == {known}
+    assert await fleet.index.sweep_cursor() == ""  # the walk went past the older hours
+    older_walks = [start for start, stop in listed if not stop.endswith("~")]
+    assert older_walks == ["", old[1]]  # the second run went on after the third key listed
+    assert await read_all(fleet, await fleet.latest("dev-00")) == kept["dev-00"]
+
+
+async def test_the_compaction_candidates_come_from_an_index_not_a_table_walk(
+    fleet: IndexedStorage,
+) -> None:
+    async with fleet.index.connection() as conn:
+        await conn.execute(
+            "INSERT INTO segments (key, size, live_bytes, created_at) "
+            "SELECT 'seg-' || n, 1000, CASE WHEN n % 100 = 0 THEN 10 ELSE 1000 END, n "
+            "FROM generate_series(1, 20000) n"
+        )
+        await conn.execute("ANALYZE segments")
+        plan = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                "EXPLAIN SELECT key, size, live_bytes FROM segments s "
+                f"WHERE {LIVE_SHARE} < 0.5 AND (size > 0 OR NOT EXISTS "
+                "(SELECT 1 FROM versions v WHERE v.object_key = s.key)) "
+                "ORDER BY created_at LIMIT 200"
+            )
+        )
+    assert "segments_live_share" in plan and "Seq Scan on segments" not in plan, plan
+    sparse = await fleet.index.sparse_segments(0.5, 500)
+    assert len(sparse) == 200 and all(live == 10 for _, _, live in sparse)

@@ -12,7 +12,12 @@ second coordinator). Each run:
    old segments in use and the new one unknown to the index: an orphan;
 3. removes orphans: objects under segments/ older than the grace period that the index does not
    know (a crash between a segment's PUT and its commit, or a compaction killed mid-rewrite).
-   Only the hours since the last day are listed (segment keys start with their hour).
+   Segment keys start with their hour: each run lists the last day's hours whole (a fresh
+   orphan goes at the first run past its grace period), and OLDER_PER_RUN keys of the older
+   hours from where the previous run stopped (a cursor in the index), starting over once past
+   them. So an orphan of any age goes within one cycle over the older keys (an index or a
+   compactor down for days; a late resumable upload, whose object is keyed by its version's
+   hour), and no run lists the whole bucket.
 """
 
 from __future__ import annotations
@@ -23,16 +28,23 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mindproject.errors import MindProjectError
 from mindproject.storage.indexed import IndexedStorage
 from mindproject.storage.pg_index import COMPACTOR_LOCK, LiveRow
+
+if TYPE_CHECKING:
+    from obstore import ObjectMeta
 
 log = logging.getLogger("mindproject.compactor")
 
 SEGMENTS_PER_RUN = 200
 RETIRED_PER_RUN = 10_000
 ORPHAN_LOOKBACK_SECONDS = 86400.0
+# Keys of the hours before the lookback listed per run: five LIST pages. At the default interval
+# (300 s) a cycle over a million older segments takes about 17 hours.
+OLDER_PER_RUN = 5000
 KNOWN_BATCH = 1000
 
 
@@ -123,7 +135,18 @@ class Compactor:
 
     async def _remove_orphans(self, now: float, report: CompactionReport) -> None:
         cutoff = now - self._grace
-        metas = await self._storage.segment_objects(cutoff - ORPHAN_LOOKBACK_SECONDS, cutoff)
+        since = cutoff - ORPHAN_LOOKBACK_SECONDS
+        await self._remove_unknown(await self._storage.segment_objects(since, cutoff), report)
+        # The older hours, a slice per run; keys up to the lookback's first hour (exclusive: a
+        # key there is "<hour>/<name>", after "<hour>").
+        start_after = await self._index.sweep_cursor()
+        metas, last = await self._storage.segment_walk(
+            start_after, self._storage.layout.segments_hour(since), cutoff, OLDER_PER_RUN
+        )
+        await self._remove_unknown(metas, report)
+        await self._index.set_sweep_cursor(last or "")
+
+    async def _remove_unknown(self, metas: list[ObjectMeta], report: CompactionReport) -> None:
         for start in range(0, len(metas), KNOWN_BATCH):
             keys = [meta["path"] for meta in metas[start : start + KNOWN_BATCH]]
             known = await self._index.known_objects(keys)

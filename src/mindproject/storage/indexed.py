@@ -281,16 +281,30 @@ class IndexedStorage(ObjectStorage):
     async def segment_objects(self, since: float, before: float) -> list[ObjectMeta]:
         """Objects under segments/ made in the hours from `since` on, and last modified before
         `before` (one LIST walk from that hour; hours are in key order)."""
-        segments = self._layout.segments_dir + "/"
         start = self._layout.segments_hour(since)
-        stop = self._layout.segments_hour(before) + "~"
+        found, _ = await self.segment_walk(start, self._layout.segments_hour(before) + "~", before)
+        return found
+
+    async def segment_walk(
+        self, start_after: str, stop: str, before: float, limit: int | None = None
+    ) -> tuple[list[ObjectMeta], str | None]:
+        """Objects under segments/ with keys after `start_after` up to `stop`, last modified
+        before `before`, listing `limit` objects at most: (those found, the last key listed
+        when the limit cut the walk short, else None)."""
+        segments = self._layout.segments_dir + "/"
         found: list[ObjectMeta] = []
+        listed = 0
         with _store_errors():
-            async for batch in obstore.list(self._store, prefix=segments, offset=start):
+            async for batch in obstore.list(
+                self._store, prefix=segments, offset=start_after or None
+            ):
                 self.requests += 1
                 for meta in batch:
                     if meta["path"] > stop:
-                        return found
+                        return found, None
                     if meta["last_modified"].timestamp() < before:
                         found.append(meta)
-        return found
+                    listed += 1
+                    if limit is not None and listed >= limit:
+                        return found, meta["path"]
+        return found, None

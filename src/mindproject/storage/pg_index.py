@@ -46,7 +46,11 @@ COMPACTOR_LOCK = 0x6D696E65  # held by the one replica compacting (compactor.py)
 # `prefix || '~'` bounds a prefix's range scan.
 PREFIX_END = "~"
 
-SCHEMA = """
+# The compactor's candidates are a range of this expression (index segments_live_share), not a
+# walk over every segment: -1 for a segment of empty uploads, which goes once nothing uses it.
+LIVE_SHARE = "CASE WHEN size = 0 THEN -1 ELSE live_bytes::float8 / size END"
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS segments (
     key text COLLATE "C" PRIMARY KEY,
     size bigint NOT NULL,
@@ -85,6 +89,11 @@ CREATE TABLE IF NOT EXISTS revocations (
 CREATE TABLE IF NOT EXISTS retired_objects (
     key text COLLATE "C" PRIMARY KEY,
     retired_at double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segments_live_share ON segments (({LIVE_SHARE}));
+CREATE TABLE IF NOT EXISTS compactor_state (
+    name text COLLATE "C" PRIMARY KEY,
+    value text NOT NULL
 );
 """
 
@@ -505,8 +514,8 @@ class PgIndex:
         async with self.connection() as conn:
             # An empty segment (of empty uploads) is done once no version points into it.
             records = await conn.fetch(
-                "SELECT key, size, live_bytes FROM segments s "
-                "WHERE live_bytes < size * $1::float8 OR (size = 0 AND NOT EXISTS "
+                f"SELECT key, size, live_bytes FROM segments s WHERE {LIVE_SHARE} < $1::float8 "
+                "AND (size > 0 OR NOT EXISTS "
                 "(SELECT 1 FROM versions v WHERE v.object_key = s.key)) "
                 "ORDER BY created_at LIMIT $2",
                 threshold,
@@ -581,6 +590,22 @@ class PgIndex:
             list(keys),
             now,
         )
+
+    async def sweep_cursor(self) -> str:
+        """Where the orphan sweep's walk over older segment keys goes on ("": from the start)."""
+        async with self.connection() as conn:
+            value = await conn.fetchval(
+                "SELECT value FROM compactor_state WHERE name = 'sweep_after'"
+            )
+        return "" if value is None else str(value)
+
+    async def set_sweep_cursor(self, key: str) -> None:
+        async with self.connection() as conn:
+            await conn.execute(
+                "INSERT INTO compactor_state (name, value) VALUES ('sweep_after', $1) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                key,
+            )
 
     async def retired_before(self, moment: float, limit: int) -> list[str]:
         async with self.connection() as conn:
