@@ -23,7 +23,7 @@ Figures: client CPU (``time.process_time``) in µs per operation, median over th
   per-minute rollup upsert, RELEASE, COMMIT); ``synchronous=OFF`` so the fsync is not counted.
 - ``latest``: a device's newest version (one row). ``history``: a page of 100 versions.
 
-    make bench-choices CHOICES=sql_layer SQL_LAYER_ARGS="--rounds 5"
+    make bench-choices CHOICES=sql_layer SQL_LAYER_ARGS="--rounds 9"   (docs/decisions.md)
 """
 
 from __future__ import annotations
