@@ -198,12 +198,21 @@ def _unavailable(exc: BaseException) -> StorageUnavailable:
 @contextlib.contextmanager
 def _db_errors() -> Iterator[None]:
     """Connection loss, timeouts and server errors as StorageUnavailable (503): nothing here is
-    the client's fault (constraint conflicts are handled by the statements themselves)."""
+    the client's fault (constraint conflicts are handled by the statements themselves).
+    InternalClientError too: when the server shuts down under a statement, the pool's reset of
+    the dropped connection on release raises one ("another operation is in progress"; the pool
+    then discards the connection), which would otherwise answer 500."""
     try:
         yield
     except StorageUnavailable:
         raise
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         raise _unavailable(exc) from exc
 
 
