@@ -255,6 +255,8 @@ def _replica_with_local_port(cluster: Cluster, port: int) -> int:
             if target.startswith("socket:["):
                 inodes.add(target[len("socket:[") : -1])
         for table in ("tcp", "tcp6"):
+            if not (proc / "net" / table).exists():  # a kernel without IPv6 has no tcp6
+                continue
             for line in (proc / "net" / table).read_text().splitlines()[1:]:
                 fields = line.split()
                 if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
