@@ -163,22 +163,25 @@ def test_postgresql_down_answers_503_and_recovers_without_restart(fleet_twin: Cl
         wait_until(lambda: up.acked_count() >= 50, 60, "50 uploads acknowledged before the stop")
         stored = next(a for a in up.snapshot() if a.acked)
         cluster.script("pg-down")  # the twin's own PostgreSQL, stopped for real (fast shutdown)
-        down_at = time.monotonic()
-        wait_until(lambda: len(up.failures_since(down_at + 1)) >= 10, 60, "uploads failing")
-        for url in cluster.replica_urls:
-            wait_until(_ready_is(url, cluster.headers, 503), 30, f"{url} not ready")
-        with cluster.client() as client:
-            reads = [
-                client.get(f"/api/devices/{stored.device}", params={"encoding": "raw"}),
-                client.get(f"/api/devices/{stored.device}/uploads"),
-                client.get("/api/devices/", params={"prefix": "pgdown-"}),
-            ]
-        assert [r.status_code for r in reads] == [503] * 3, [r.text for r in reads]
-        assert all(_error_shape(r.json()) for r in reads), [r.text for r in reads]
-        assert all(
-            httpx.get(f"{u}/healthz", timeout=5).status_code == 200 for u in cluster.replica_urls
-        ), "liveness must stay green while the index is down (the balancer keeps the replicas)"
-        cluster.script("pg-up")
+        try:
+            down_at = time.monotonic()
+            wait_until(lambda: len(up.failures_since(down_at + 1)) >= 10, 60, "uploads failing")
+            for url in cluster.replica_urls:
+                wait_until(_ready_is(url, cluster.headers, 503), 30, f"{url} not ready")
+            with cluster.client() as client:
+                reads = [
+                    client.get(f"/api/devices/{stored.device}", params={"encoding": "raw"}),
+                    client.get(f"/api/devices/{stored.device}/uploads"),
+                    client.get("/api/devices/", params={"prefix": "pgdown-"}),
+                ]
+            assert [r.status_code for r in reads] == [503] * 3, [r.text for r in reads]
+            assert all(_error_shape(r.json()) for r in reads), [r.text for r in reads]
+            live = [httpx.get(f"{u}/healthz", timeout=5).status_code for u in cluster.replica_urls]
+            # Liveness stays green while the index is down: the balancer keeps the replicas.
+            assert live == [200] * cluster.replicas, live
+        finally:
+            # Also after a failure above: the module's next test needs its index.
+            cluster.script("pg-up")
         up_at = time.monotonic()
         for url in cluster.replica_urls:
             wait_until(_ready_is(url, cluster.headers, 200), 60, f"{url} ready again")
@@ -241,9 +244,17 @@ class PgSession:
         return self._loop.run_until_complete(self._conn.fetchval(sql, *args))
 
 
+def _all_replicas_running(cluster: Cluster) -> None:
+    """Fail, with the log of each one that is not, unless every replica process is running."""
+    dead = [n for n in range(1, cluster.replicas + 1) if process_gone(cluster.replica_pid(n))]
+    logs = {n: (cluster.dir / "log" / f"replica-{n}.log").read_text()[-3000:] for n in dead}
+    assert not dead, f"replicas {dead} are not running: {logs}"
+
+
 def _replica_with_local_port(cluster: Cluster, port: int) -> int:
     """The replica whose process owns the TCP socket bound to 127.0.0.1:`port` (the client end
     of a PostgreSQL session, as pg_stat_activity.client_port shows it)."""
+    _all_replicas_running(cluster)
     for n in range(1, cluster.replicas + 1):
         proc = Path(f"/proc/{cluster.replica_pid(n)}")
         inodes = set()
@@ -286,6 +297,7 @@ def test_compactor_killed_mid_rewrite_loses_nothing_and_its_orphan_is_swept(
             keys.update(item["Key"].removeprefix(f"{prefix}/") for item in page.get("Contents", []))
         return keys
 
+    _all_replicas_running(cluster)
     with PgSession(env["MINDPROJECT_INDEX"]) as look, PgSession(env["MINDPROJECT_INDEX"]) as hold:
         # No replica compacts while the stage is set: the test holds the compactor's lock.
         hold.execute("SELECT pg_advisory_lock($1)", COMPACTOR_LOCK)

@@ -23,7 +23,7 @@ from mindproject.identifiers import new_direct_upload_id, new_upload_id, new_ver
 from mindproject.storage import open_storage
 from mindproject.storage.base import ResumableUpload, UploadInfo
 from mindproject.storage.indexed import IndexedStorage
-from mindproject.storage.pg_index import parse_locator
+from mindproject.storage.pg_index import _db_errors, parse_locator
 from tests.helpers import app_server, free_port, measured, s3_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3, pytest.mark.pg]
@@ -411,6 +411,13 @@ async def test_index_going_away_answers_unavailable_and_recovers(
     finally:
         await storage.close()
         await relay.stop()
+
+
+def test_a_connection_dropped_under_a_statement_is_unavailable_not_an_internal_error() -> None:
+    # What asyncpg raised on the twin when PostgreSQL shut down under a commit: the pool's reset
+    # of the dropped connection fails (tests/cluster/test_fleet.py stops the real server).
+    with pytest.raises(StorageUnavailable), _db_errors():
+        raise asyncpg.InternalClientError("cannot switch to state 15; another operation (2) ...")
 
 
 def test_the_api_is_unchanged_for_clients(s3_bucket: str, pg_index_url: str) -> None:
