@@ -12,10 +12,14 @@
 #   scripts/cluster.sh replica-start DIR N     (re)start replica N on its port
 #   scripts/cluster.sh s3-down DIR             close the S3 endpoint the replicas use
 #   scripts/cluster.sh s3-up DIR               open it again
+#   scripts/cluster.sh pg-down DIR             stop the index's PostgreSQL (CLUSTER_INDEX=pg)
+#   scripts/cluster.sh pg-up DIR               start it again, same data and port
 #
 # The replicas reach S3 through a TCP relay (a second HAProxy) in front of the gateway, so
 # s3-down/s3-up take S3 away and bring it back as the replicas see it (connections refused)
 # while the gateway keeps its data: a real stop of this memstore Ceph would lose every object.
+# pg-down/pg-up stop and start the real PostgreSQL server (scripts/postgres.sh stop/resume): its
+# data is on disk, so it comes back with every committed row.
 #
 # Environment:
 #   CLUSTER_REPLICAS (2), CLUSTER_PORT (balancer port; `run` 8080, `start` a free port),
@@ -408,7 +412,7 @@ run)
   mkdir -p "$DIR"
   cmd_run
   ;;
-start | stop | status | replica-stop | replica-start | s3-down | s3-up)
+start | stop | status | replica-stop | replica-start | s3-down | s3-up | pg-down | pg-up)
   [ $# -ge 1 ] || usage
   mkdir -p "$1"
   DIR="$(realpath "$1")"
@@ -434,6 +438,14 @@ start | stop | status | replica-stop | replica-start | s3-down | s3-up)
   s3-up)
     load_env
     s3_up
+    ;;
+  pg-down)
+    [ -f "$DIR/pg/env" ] || die "no PostgreSQL in $DIR (start the cluster with CLUSTER_INDEX=pg)"
+    bash "$ROOT/scripts/postgres.sh" stop "$DIR/pg"
+    ;;
+  pg-up)
+    [ -f "$DIR/pg/env" ] || die "no PostgreSQL in $DIR (start the cluster with CLUSTER_INDEX=pg)"
+    bash "$ROOT/scripts/postgres.sh" resume "$DIR/pg"
     ;;
   esac
   ;;

@@ -4,6 +4,8 @@
 #
 #   scripts/postgres.sh start DIR [PORT]    initdb + start; prints MINDPROJECT_INDEX=… (also DIR/env)
 #   scripts/postgres.sh stop DIR [--purge]  stop (fast, then immediate); --purge also deletes data
+#   scripts/postgres.sh resume DIR          start again a server stopped without --purge (same
+#                                           data, same port): the tests' "PostgreSQL down" fault
 #   scripts/postgres.sh status DIR          exit 0 if running and answering
 #
 # 127.0.0.1 only, trust authentication for loopback (no password), fsync on (the default: an
@@ -26,7 +28,7 @@ die() {
 }
 
 usage() {
-  echo "usage: $0 start DIR [PORT] | stop DIR [--purge] | status DIR" >&2
+  echo "usage: $0 start DIR [PORT] | stop DIR [--purge] | resume DIR | status DIR" >&2
   exit 2
 }
 
@@ -71,7 +73,7 @@ cmd_start() {
   initdb="$(pg_bin initdb)"
   if [ -f "$DIR/pgdata" ] || [ -d "$DIR/data" ]; then
     data="$(pgdata)"
-    if [ -f "$data/postmaster.pid" ] && as_owner "$pg_ctl" status -D "$data" >/dev/null 2>&1; then
+    if [ -f "$data/db/postmaster.pid" ] && as_owner "$pg_ctl" status -D "$data/db" >/dev/null 2>&1; then
       die "already running in $DIR (stop it first: $0 stop $DIR)"
     fi
     rm -rf "$data"
@@ -142,10 +144,35 @@ cmd_stop() {
   fi
 }
 
+env_port() {
+  sed -n 's|^MINDPROJECT_INDEX=postgresql://[^@]*@127.0.0.1:\([0-9]*\)/.*$|\1|p' "$DIR/env"
+}
+
+cmd_resume() {
+  local data pg_ctl port deadline
+  [ -f "$DIR/env" ] || die "no server in $DIR (start one first: $0 start $DIR)"
+  DIR="$(cd "$DIR" && pwd)"
+  data="$(pgdata)"
+  pg_ctl="$(pg_bin pg_ctl)"
+  port="$(env_port)"
+  [ -d "$data/db" ] || die "no data in $data/db (purged?)"
+  if as_owner "$pg_ctl" status -D "$data/db" >/dev/null 2>&1; then
+    return 0
+  fi
+  # The port is in postgresql.conf: the server comes back where its clients look for it.
+  as_owner "$pg_ctl" start -D "$data/db" -l "$data/postgres.log" -w -t "$START_TIMEOUT" >/dev/null \
+    || { tail -n 20 "$data/postgres.log" >&2 || true; die "the server did not start again"; }
+  deadline=$((SECONDS + START_TIMEOUT))
+  until "$(pg_bin pg_isready)" -q -h 127.0.0.1 -p "$port" -U "$PG_USER"; do
+    [ "$SECONDS" -lt "$deadline" ] || die "the server does not answer on port $port"
+    sleep 0.1
+  done
+}
+
 cmd_status() {
   local port
   [ -f "$DIR/env" ] || exit 1
-  port="$(sed -n 's|^MINDPROJECT_INDEX=postgresql://[^@]*@127.0.0.1:\([0-9]*\)/.*$|\1|p' "$DIR/env")"
+  port="$(env_port)"
   [ -n "$port" ] && "$(pg_bin pg_isready)" -q -h 127.0.0.1 -p "$port" -U "$PG_USER"
 }
 
@@ -161,6 +188,10 @@ case "$COMMAND" in
   stop)
     [ $# -le 1 ] || usage
     cmd_stop "$@"
+    ;;
+  resume)
+    [ $# -eq 0 ] || usage
+    cmd_resume
     ;;
   status)
     [ $# -eq 0 ] || usage

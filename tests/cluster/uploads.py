@@ -120,9 +120,13 @@ class Uploader:
         return [a for a in self.snapshot() if a.started >= t and not a.acked]
 
 
-def verify_integrity(base_url: str, headers: dict[str, str], attempts: list[Attempt]) -> None:
+def verify_integrity(
+    base_url: str, headers: dict[str, str], attempts: list[Attempt], *, strict: bool = False
+) -> None:
     """Every acknowledged upload downloads with its sha256; an unacknowledged one is either
-    absent (404) or complete (the answer was lost after the commit): never partial."""
+    absent (404) or complete (the answer was lost after the commit): never partial. `strict`:
+    one answered with an error is absent too (the client was told it failed; only an upload
+    whose answer never came may have been stored)."""
 
     def check(client: httpx.Client, a: Attempt) -> str | None:
         if a.acked and a.body["sha256"] != a.sha256:
@@ -131,6 +135,8 @@ def verify_integrity(base_url: str, headers: dict[str, str], attempts: list[Atte
         if resp.status_code == 200:
             if hashlib.sha256(resp.content).hexdigest() != a.sha256:
                 return f"{a.device}: stored {len(resp.content)} B whose sha256 differs"
+            if strict and not a.acked and a.status is not None:
+                return f"{a.device}: answered {a.status}, yet stored and visible"
         elif a.acked or resp.status_code != 404:
             return f"{a.device}: acked={a.acked} but GET answered {resp.status_code}"
         return None

@@ -23,7 +23,7 @@ from mindproject.identifiers import new_direct_upload_id, new_upload_id, new_ver
 from mindproject.storage import open_storage
 from mindproject.storage.base import ResumableUpload, UploadInfo
 from mindproject.storage.indexed import IndexedStorage
-from mindproject.storage.pg_index import parse_locator
+from mindproject.storage.pg_index import PgIndex, _db_errors, parse_locator
 from tests.helpers import app_server, free_port, measured, s3_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3, pytest.mark.pg]
@@ -411,6 +411,39 @@ async def test_index_going_away_answers_unavailable_and_recovers(
     finally:
         await storage.close()
         await relay.stop()
+
+
+def test_asyncpg_protocol_state_errors_are_unavailable_not_internal_errors() -> None:
+    with pytest.raises(StorageUnavailable), _db_errors():
+        raise asyncpg.InternalClientError("cannot switch to state 15; another operation (2) ...")
+
+
+class _ReleaseFails:
+    """A pool whose release raises as asyncpg's did on the twin when PostgreSQL shut down just
+    after answering a commit (tests/cluster/test_fleet.py stops the real server)."""
+
+    def __init__(self) -> None:
+        self.released = 0
+
+    async def acquire(self, **options: float) -> object:
+        return object()
+
+    async def release(self, conn: object) -> None:
+        self.released += 1
+        raise asyncpg.InternalClientError("cannot switch to state 15; another operation (2) ...")
+
+
+async def test_a_connection_the_pool_cannot_reset_does_not_fail_a_finished_block() -> None:
+    index = PgIndex("postgresql://unused@127.0.0.1:1/none")
+    pool = _ReleaseFails()
+    index._pool = pool  # type: ignore[assignment]
+    async with index.connection():
+        done = True  # e.g. a commit whose result came back
+    assert done and pool.released == 1
+    with pytest.raises(StorageUnavailable):  # the block's own failure still surfaces
+        async with index.connection():
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+    assert pool.released == 2
 
 
 def test_the_api_is_unchanged_for_clients(s3_bucket: str, pg_index_url: str) -> None:

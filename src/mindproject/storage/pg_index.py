@@ -207,12 +207,21 @@ def _unavailable(exc: BaseException) -> StorageUnavailable:
 @contextlib.contextmanager
 def _db_errors() -> Iterator[None]:
     """Connection loss, timeouts and server errors as StorageUnavailable (503): nothing here is
-    the client's fault (constraint conflicts are handled by the statements themselves)."""
+    the client's fault (constraint conflicts are handled by the statements themselves).
+    InternalClientError too (asyncpg's protocol-state errors, and its TargetServerAttribute-
+    NotMatched when no connection attempt succeeds): around a server shutdown they would
+    otherwise answer 500."""
     try:
         yield
     except StorageUnavailable:
         raise
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         raise _unavailable(exc) from exc
 
 
@@ -259,8 +268,23 @@ class PgIndex:
     async def connection(self) -> AsyncIterator[Connection]:
         pool = await self._get_pool()
         with _db_errors():
-            async with pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            conn = await pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS)
+        try:
+            with _db_errors():
                 yield conn
+        finally:
+            try:
+                await pool.release(conn)
+            except Exception as exc:
+                # By now the block's outcome is known, a commit included. A server shutting
+                # down right after answering leaves a connection the pool cannot reset (asyncpg
+                # raises, and discards it): that must not turn a done commit into a 503, which
+                # would tell clients their stored uploads failed (the twin's PostgreSQL-down
+                # test saw it).
+                log.warning(
+                    "index connection discarded on release",
+                    extra={"error_type": type(exc).__name__, "detail": str(exc)[:2000]},
+                )
 
     async def close(self) -> None:
         if self._pool is not None:
