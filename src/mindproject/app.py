@@ -46,6 +46,9 @@ from mindproject.storage import Storage, open_storage
 from mindproject.storage.instrumented import InstrumentedStorage
 
 log = logging.getLogger("mindproject")
+# A segment PUT to its index commit: pool wait, statement timeouts, a few retries: under a
+# minute. A shorter compaction grace lets the orphan sweep race a slow commit.
+SAFE_GRACE_SECONDS = 60
 
 ROUTES: list[BaseRoute] = [
     *web.routes,
@@ -106,6 +109,13 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         from mindproject.storage.indexed import IndexedStorage
 
         if isinstance(inner, IndexedStorage):  # the fleet mode reclaims deleted bytes
+            if settings.compaction_grace_seconds < SAFE_GRACE_SECONDS:
+                log.warning(
+                    "MINDPROJECT_COMPACTION_GRACE_SECONDS=%g is below %d s: the orphan sweep may "
+                    "remove a segment whose index commit is still under way (docs/storage.md)",
+                    settings.compaction_grace_seconds,
+                    SAFE_GRACE_SECONDS,
+                )
             compactor = Compactor(
                 inner,
                 threshold=settings.compaction_threshold,

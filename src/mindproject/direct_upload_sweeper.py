@@ -29,5 +29,8 @@ async def sweep_direct_uploads_forever(storage: Storage, expiry_seconds: float) 
         except MindProjectError as exc:  # storage down: try again next round
             log.warning("could not remove expired direct uploads: %s", exc.message)
             continue
+        except Exception:  # a bug must not end the sweeping for good
+            log.exception("removing expired direct uploads failed unexpectedly")
+            continue
         if removed:
             log.info("removed expired direct uploads", extra={"uploads": removed})

@@ -32,5 +32,8 @@ async def sweep_forever(storage: Storage, expiry_seconds: float) -> None:
         except MindProjectError as exc:  # storage down: try again next round
             log.warning("could not remove expired resumable uploads: %s", exc.message)
             continue
+        except Exception:  # a bug must not end the sweeping for good
+            log.exception("removing expired resumable uploads failed unexpectedly")
+            continue
         if removed:
             log.info("removed expired resumable uploads", extra={"uploads": removed})

@@ -419,3 +419,21 @@ def test_two_gib_direct_upload_in_bounded_server_memory(
         growth = peak_rss_bytes(server.pid) - baseline
         print(f"2 GiB direct upload: server peak RSS {growth / MiB:.1f} MiB above baseline")
         assert growth < 64 * MiB, f"server memory grew by {growth / MiB:.1f} MiB"
+
+
+class BrokenOnceStorage(RecordingStorage):
+    async def remove_expired_direct_uploads(self, now: float) -> int:
+        if not self.asked:
+            self.asked.append(now)
+            raise RuntimeError("a bug")
+        return await super().remove_expired_direct_uploads(now)
+
+
+async def test_the_sweeper_keeps_sweeping_after_an_unexpected_error() -> None:
+    storage = BrokenOnceStorage()
+    sweeping = asyncio.create_task(sweep_direct_uploads_forever(storage, 0.01))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(storage.done.wait(), 30)
+    finally:
+        sweeping.cancel()
+    assert len(storage.asked) >= 2

@@ -277,3 +277,32 @@ async def test_the_compaction_candidates_come_from_an_index_not_a_table_walk(
     assert "segments_live_share" in plan and "Seq Scan on segments" not in plan, plan
     sparse = await fleet.index.sparse_segments(0.5, 500)
     assert len(sparse) == 200 and all(live == 10 for _, _, live in sparse)
+
+
+class FlakyCompactor:
+    """Fails with a bug-like error, then with storage down, then works."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.third = asyncio.Event()
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            raise KeyError("a bug")
+        if self.runs == 2:
+            raise StorageUnavailable("PostgreSQL is down")
+        self.third.set()
+
+
+async def test_compaction_keeps_running_after_an_unexpected_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky = FlakyCompactor()
+    running = asyncio.create_task(compactor_module.compact_forever(flaky, 0.01))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(flaky.third.wait(), 30)
+    finally:
+        running.cancel()
+    assert flaky.runs >= 3
+    assert "compaction failed unexpectedly" in caplog.text

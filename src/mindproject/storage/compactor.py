@@ -165,6 +165,9 @@ async def compact_forever(compactor: Compactor, interval_seconds: float) -> None
         except MindProjectError as exc:  # storage down: try again next round
             log.warning("compaction failed: %s", exc.message)
             continue
+        except Exception:  # a bug must not end compaction on this replica for good
+            log.exception("compaction failed unexpectedly; trying again next round")
+            continue
         if report is not None and (report.retired or report.deleted or report.orphans):
             log.info(
                 "compacted",
