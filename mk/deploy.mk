@@ -1,5 +1,5 @@
 # Deployment checks (tests/deploy): Terraform fmt/validate/test per stack, checkov, hadolint,
-# shellcheck, and the container smoke test (buildah + podman on a debootstrap'd stand-in base).
+# shellcheck, and the container smoke test (buildah + podman on a stand-in Debian base).
 # Terraform itself and its AWS provider mirror are not installable from the reachable registries:
 # the Terraform tests skip, naming what is missing, where they are absent.
 

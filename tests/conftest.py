@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.tools import STACKS
 from tests.helpers import (
     CURRENT_TEST,
     REPO,
@@ -59,9 +61,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 # Under xdist, tests run in groups, each on one worker: a module (its module-scoped servers are
-# started once, Terraform's stacks initialised once). The longest groups are collected first, so
-# that none of them starts last and becomes the tail of the run.
-_LONG_GROUPS = ("container", "deploy", "cluster")
+# started once), except that the Terraform module is a group per stack (each stack's data dir is
+# initialised by one worker, and appinfra's minutes of `terraform test` overlap the other stacks').
+# The longest groups are collected first and handed out in that order, so that none of them
+# starts last and becomes the tail of the run.
+_LONG_GROUPS = ("container", "terraform-appinfra", "cluster", "terraform-cicd")
 
 
 def _group_of(nodeid: str) -> str:
@@ -69,7 +73,10 @@ def _group_of(nodeid: str) -> str:
     if path == "tests/deploy/test_container.py":
         return "container"
     if path == "tests/deploy/test_terraform.py":
-        return "deploy"  # its stacks' Terraform data dirs are initialised once, then shared
+        # The stack is the first part of the test's parameter id: test_validate[appinfra],
+        # test_environment_tfvars_plan[cicd-prod]; the stack-less checks are a small group.
+        stack = re.search(r"\[([a-z]+)", nodeid)
+        return f"terraform-{stack.group(1)}" if stack and stack.group(1) in STACKS else "terraform"
     return path
 
 
@@ -83,6 +90,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return _group_of(nodeid)
 
+    # By default the scheduler sorts the groups by their number of tests, which would undo the
+    # collection order (the seven container tests would start near the end).
+    config.option.loadscopereorder = False
     return GroupScheduling(config, log)
 
 
@@ -93,9 +103,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> int:
         group = _group_of(item.nodeid)
-        for kind in ("deploy", "cluster"):
-            if group.startswith(f"tests/{kind}/"):
-                group = kind
+        if group.startswith("tests/cluster/"):
+            group = "cluster"
         return _LONG_GROUPS.index(group) if group in _LONG_GROUPS else len(_LONG_GROUPS)
 
     items.sort(key=rank)  # stable: the order inside each rank stays the collection's

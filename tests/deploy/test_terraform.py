@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,19 +31,22 @@ def tf_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def initialised(tf_env: dict[str, str]) -> Iterator[dict[str, dict[str, str]]]:
-    """`terraform init -backend=false` for every stack, data dirs under .cache/deploy.
+def initialise(tf_env: dict[str, str]) -> Iterator[Callable[[str], dict[str, str]]]:
+    """`terraform init -backend=false` of a stack when its first test asks, data dir under
+    .cache/deploy/terraform/<stack>; its environment for the stack's later tests. Under xdist a
+    stack's tests are a group of their own (tests/conftest.py), so only one worker initialises
+    (and uses) a data dir, and the stacks run in parallel.
 
     init writes .terraform.lock.hcl beside the code (TF_DATA_DIR does not move it); the lock
     files this fixture creates are removed again, so the tree stays as it was."""
-    created = [
-        TERRAFORM_DIR / stack / ".terraform.lock.hcl"
-        for stack in STACKS
-        if not (TERRAFORM_DIR / stack / ".terraform.lock.hcl").exists()
-    ]
     envs: dict[str, dict[str, str]] = {}
-    try:
-        for stack in STACKS:
+    created: list[Path] = []
+
+    def init(stack: str) -> dict[str, str]:
+        if stack not in envs:
+            lock_file = TERRAFORM_DIR / stack / ".terraform.lock.hcl"
+            if not lock_file.exists():
+                created.append(lock_file)
             env = dict(tf_env, TF_DATA_DIR=str(CACHE / "terraform" / stack))
             result = run(
                 ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
@@ -52,10 +56,19 @@ def initialised(tf_env: dict[str, str]) -> Iterator[dict[str, dict[str, str]]]:
             )
             assert result.returncode == 0, explain(result)
             envs[stack] = env
-        yield envs
+        return envs[stack]
+
+    try:
+        yield init
     finally:
         for lock_file in created:
             lock_file.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def stack_env(stack: str, initialise: Callable[[str], dict[str, str]]) -> dict[str, str]:
+    """The environment for Terraform commands in the test's (initialised) stack."""
+    return initialise(stack)
 
 
 def test_terraform_fmt(tf_env: dict[str, str]) -> None:
@@ -68,11 +81,11 @@ def test_terraform_fmt(tf_env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_validate(stack: str, initialised: dict[str, dict[str, str]]) -> None:
+def test_validate(stack: str, stack_env: dict[str, str]) -> None:
     result = run(
         ["terraform", "validate", "-no-color"],
         cwd=TERRAFORM_DIR / stack,
-        env=initialised[stack],
+        env=stack_env,
         timeout=120,
     )
     assert result.returncode == 0, explain(result)
@@ -80,28 +93,39 @@ def test_validate(stack: str, initialised: dict[str, dict[str, str]]) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_terraform_test(stack: str, initialised: dict[str, dict[str, str]]) -> None:
-    """Runs the stack's tests/*.tftest.hcl (mock_provider "aws"); every run must pass."""
-    assert list((TERRAFORM_DIR / stack / "tests").glob("*.tftest.hcl")), f"{stack} has no tests"
-    result = run(
-        ["terraform", "test", "-no-color"],
-        cwd=TERRAFORM_DIR / stack,
-        env=initialised[stack],
-        timeout=600,
-    )
-    assert result.returncode == 0, explain(result)
-    summary = re.search(r"Success! (\d+) passed, 0 failed", result.stdout)
-    assert summary and int(summary.group(1)) >= 5, explain(result)
-    assert " skip" not in result.stdout, "a terraform test run was skipped:\n" + explain(result)
+def test_terraform_test(stack: str, stack_env: dict[str, str]) -> None:
+    """Runs the stack's tests/*.tftest.hcl (mock_provider "aws"); every run must pass. A
+    `terraform test` per file, all at once: each file has its own state anyway, and appinfra's
+    two take minutes one after the other."""
+    files = sorted((TERRAFORM_DIR / stack / "tests").glob("*.tftest.hcl"))
+    assert files, f"{stack} has no tests"
+    with ThreadPoolExecutor(len(files)) as pool:
+        results = list(
+            pool.map(
+                lambda path: run(
+                    ["terraform", "test", "-no-color", f"-filter=tests/{path.name}"],
+                    cwd=TERRAFORM_DIR / stack,
+                    env=stack_env,
+                    timeout=600,
+                ),
+                files,
+            )
+        )
+    passed = 0
+    for result in results:
+        assert result.returncode == 0, explain(result)
+        summary = re.search(r"Success! (\d+) passed, 0 failed", result.stdout)
+        assert summary, explain(result)
+        assert " skip" not in result.stdout, "a terraform test run was skipped:\n" + explain(result)
+        passed += int(summary.group(1))
+    assert passed >= 5, "\n".join(explain(result) for result in results)
 
 
 @pytest.mark.parametrize(
     ("stack", "environment"),
     [(stack, env) for stack in STACKS for env in STACK_ENVIRONMENTS[stack]],
 )
-def test_environment_tfvars_plan(
-    stack: str, environment: str, initialised: dict[str, dict[str, str]]
-) -> None:
+def test_environment_tfvars_plan(stack: str, environment: str, stack_env: dict[str, str]) -> None:
     """Each environment's tfvars pass the variables' validations and plan (mocked provider)."""
     var_file = TERRAFORM_DIR / stack / "vars" / f"{environment}.tfvars"
     assert var_file.exists()
@@ -115,7 +139,7 @@ def test_environment_tfvars_plan(
             f"-var-file=vars/{environment}.tfvars",
         ],
         cwd=TERRAFORM_DIR / stack,
-        env=initialised[stack],
+        env=stack_env,
         timeout=300,
     )
     assert result.returncode == 0, explain(result)

@@ -74,13 +74,16 @@ def terraform_env(tmp_root: Path) -> dict[str, str]:
         )
     tmp_root.mkdir(parents=True, exist_ok=True)
     cli_config = tmp_root / "terraform.tfrc"
-    cli_config.write_text(
+    # Written whole, then renamed: several xdist workers write it while others' Terraform reads it.
+    partial = cli_config.with_name(f"{cli_config.name}.{os.getpid()}")
+    partial.write_text(
         "provider_installation {\n"
         f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
         '    include = ["registry.terraform.io/*/*"]\n  }\n'
         '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n'
         "}\n"
     )
+    partial.replace(cli_config)
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("TF_", "AWS_")) or k == "TF_LOG"
     }

@@ -79,9 +79,12 @@ variables {
   image_tag    = "0123abc"
 }
 
-run "service_runs_privately_in_both_azs" {
+# The defaults, applied once and checked for everything that needs no other input (each run
+# plans and applies the whole stack again, seconds each).
+run "defaults" {
   command = apply
 
+  # The service runs privately in both AZs.
   assert {
     condition     = toset(aws_ecs_service.app.network_configuration[0].subnets) == toset(["subnet-private-a", "subnet-private-b"])
     error_message = "tasks must run in the two private subnets from the networking stack"
@@ -110,11 +113,8 @@ run "service_runs_privately_in_both_azs" {
     condition     = aws_vpc_security_group_egress_rule.tasks_https.from_port == 443 && aws_vpc_security_group_egress_rule.tasks_https.to_port == 443
     error_message = "tasks may only open HTTPS connections"
   }
-}
 
-run "health_check_matches_the_app" {
-  command = apply
-
+  # The health check matches the app.
   assert {
     condition     = aws_lb_target_group.app["blue"].health_check[0].path == "/healthz" && aws_lb_target_group.app["blue"].health_check[0].matcher == "200"
     error_message = "the target group must health-check the app's liveness path /healthz and expect 200"
@@ -131,11 +131,8 @@ run "health_check_matches_the_app" {
     condition     = jsondecode(aws_ecs_task_definition.app.container_definitions)[0].portMappings[0].containerPort == 5000
     error_message = "the container must expose port 5000"
   }
-}
 
-run "task_definition_hardening_and_settings" {
-  command = apply
-
+  # The task definition: hardening and settings.
   assert {
     condition     = jsondecode(aws_ecs_task_definition.app.container_definitions)[0].readonlyRootFilesystem == true
     error_message = "the container's root filesystem must be read-only"
@@ -176,11 +173,8 @@ run "task_definition_hardening_and_settings" {
     condition     = aws_secretsmanager_secret.signing_key.kms_key_id == aws_kms_key.app.arn
     error_message = "the signing key must be encrypted with the stack's key"
   }
-}
 
-run "deployment_safety_rolling" {
-  command = apply
-
+  # Deployment safety (rolling).
   assert {
     condition     = aws_ecs_service.app.deployment_controller[0].type == "ECS"
     error_message = "rolling is the default deployment strategy"
@@ -201,11 +195,8 @@ run "deployment_safety_rolling" {
     condition     = aws_appautoscaling_policy.cpu.policy_type == "TargetTrackingScaling" && aws_appautoscaling_policy.cpu.target_tracking_scaling_policy_configuration[0].predefined_metric_specification[0].predefined_metric_type == "ECSServiceAverageCPUUtilization" && length(aws_appautoscaling_policy.requests) == 1
     error_message = "the service must scale by target tracking (CPU and requests per target)"
   }
-}
 
-run "load_balancer_for_long_uploads_plain_http" {
-  command = apply
-
+  # The load balancer, for long uploads (plain HTTP).
   assert {
     condition     = aws_lb.main.idle_timeout >= 600
     error_message = "the ALB idle timeout must allow minutes-long stalls of cellular uploads"
@@ -234,36 +225,8 @@ run "load_balancer_for_long_uploads_plain_http" {
     condition     = output.service_url == "http://mindproject-test-1234567890.eu-west-1.elb.amazonaws.com"
     error_message = "the service URL must be the ALB's address"
   }
-}
 
-run "https_listener_and_redirect_with_certificate" {
-  command = apply
-
-  variables {
-    certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
-  }
-
-  assert {
-    condition     = length(aws_lb_listener.https) == 1 && aws_lb_listener.https[0].port == 443 && aws_lb_listener.https[0].protocol == "HTTPS"
-    error_message = "a certificate must give an HTTPS listener on 443"
-  }
-  assert {
-    condition     = startswith(aws_lb_listener.https[0].ssl_policy, "ELBSecurityPolicy-TLS13")
-    error_message = "the HTTPS listener must use a TLS 1.2+/1.3 policy"
-  }
-  assert {
-    condition     = length(aws_lb_listener.http_forward) == 0 && aws_lb_listener.http_redirect[0].default_action[0].type == "redirect" && aws_lb_listener.http_redirect[0].default_action[0].redirect[0].protocol == "HTTPS"
-    error_message = "with a certificate, HTTP must only redirect to HTTPS"
-  }
-  assert {
-    condition     = startswith(output.service_url, "https://")
-    error_message = "the service URL must be https when a certificate is set"
-  }
-}
-
-run "upload_bucket_is_private_and_tidy" {
-  command = apply
-
+  # The upload bucket is private and tidy.
   assert {
     condition = (aws_s3_bucket_public_access_block.uploads.block_public_acls && aws_s3_bucket_public_access_block.uploads.block_public_policy
     && aws_s3_bucket_public_access_block.uploads.ignore_public_acls && aws_s3_bucket_public_access_block.uploads.restrict_public_buckets)
@@ -301,28 +264,8 @@ run "upload_bucket_is_private_and_tidy" {
     condition     = aws_s3_bucket_logging.uploads.target_bucket == aws_s3_bucket.logs.id
     error_message = "S3 access to the uploads must be logged"
   }
-}
 
-run "optional_upload_retention" {
-  command = apply
-
-  variables {
-    upload_retention_days = 400
-  }
-
-  assert {
-    condition     = [for r in aws_s3_bucket_lifecycle_configuration.uploads.rule : r.expiration[0].days if r.id == "upload-retention"] == [400]
-    error_message = "upload_retention_days must add an expiration rule"
-  }
-  assert {
-    condition     = [for r in aws_s3_bucket_lifecycle_configuration.uploads.rule : r.filter[0].prefix if r.id == "upload-retention"] == ["telemetry/"]
-    error_message = "the retention rule must only cover the service's prefix"
-  }
-}
-
-run "task_role_has_only_the_s3_actions_the_service_uses" {
-  command = apply
-
+  # The task role has only the S3 actions the service uses.
   assert {
     condition = toset(flatten([for s in jsondecode(aws_iam_role_policy.task_s3.policy).Statement : s.Action])) == toset([
       "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket", "s3:AbortMultipartUpload", "s3:ListBucketMultipartUploads",
@@ -351,11 +294,8 @@ run "task_role_has_only_the_s3_actions_the_service_uses" {
     condition     = jsondecode(aws_iam_role.task.assume_role_policy).Statement[0].Principal.Service == "ecs-tasks.amazonaws.com"
     error_message = "only ECS tasks may assume the task role"
   }
-}
 
-run "alarms" {
-  command = apply
-
+  # Alarms.
   assert {
     condition     = strcontains(one([for q in aws_cloudwatch_metric_alarm.http_5xx_rate.metric_query : q.expression if q.return_data == true]), "target5xx") && aws_cloudwatch_metric_alarm.http_5xx_rate.threshold == 5
     error_message = "the 5xx alarm must watch the 5xx share of requests"
@@ -375,6 +315,48 @@ run "alarms" {
   assert {
     condition     = length(jsondecode(aws_ecr_lifecycle_policy.app.policy).rules) == 2
     error_message = "ECR must expire old images"
+  }
+}
+
+run "https_listener_and_redirect_with_certificate" {
+  command = apply
+
+  variables {
+    certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+  }
+
+  assert {
+    condition     = length(aws_lb_listener.https) == 1 && aws_lb_listener.https[0].port == 443 && aws_lb_listener.https[0].protocol == "HTTPS"
+    error_message = "a certificate must give an HTTPS listener on 443"
+  }
+  assert {
+    condition     = startswith(aws_lb_listener.https[0].ssl_policy, "ELBSecurityPolicy-TLS13")
+    error_message = "the HTTPS listener must use a TLS 1.2+/1.3 policy"
+  }
+  assert {
+    condition     = length(aws_lb_listener.http_forward) == 0 && aws_lb_listener.http_redirect[0].default_action[0].type == "redirect" && aws_lb_listener.http_redirect[0].default_action[0].redirect[0].protocol == "HTTPS"
+    error_message = "with a certificate, HTTP must only redirect to HTTPS"
+  }
+  assert {
+    condition     = startswith(output.service_url, "https://")
+    error_message = "the service URL must be https when a certificate is set"
+  }
+}
+
+run "optional_upload_retention" {
+  command = apply
+
+  variables {
+    upload_retention_days = 400
+  }
+
+  assert {
+    condition     = [for r in aws_s3_bucket_lifecycle_configuration.uploads.rule : r.expiration[0].days if r.id == "upload-retention"] == [400]
+    error_message = "upload_retention_days must add an expiration rule"
+  }
+  assert {
+    condition     = [for r in aws_s3_bucket_lifecycle_configuration.uploads.rule : r.filter[0].prefix if r.id == "upload-retention"] == ["telemetry/"]
+    error_message = "the retention rule must only cover the service's prefix"
   }
 }
 

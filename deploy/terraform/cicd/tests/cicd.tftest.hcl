@@ -58,9 +58,12 @@ variables {
   repository_id = "example/mindproject"
 }
 
-run "pipeline_source_build_deploy_rolling" {
+# The defaults, applied once and checked for everything that needs no other input (each run
+# plans and applies the whole stack again, seconds each).
+run "rolling_defaults" {
   command = apply
 
+  # The pipeline: source, build, deploy (rolling).
   assert {
     condition     = [for s in aws_codepipeline.app.stage : s.name] == ["Source", "Build", "Deploy", "SmokeTest"]
     error_message = "the dev pipeline must have Source, Build, Deploy and SmokeTest stages"
@@ -101,11 +104,8 @@ run "pipeline_source_build_deploy_rolling" {
     condition     = output.service_url == "http://mindproject-test-1234567890.eu-west-1.elb.amazonaws.com"
     error_message = "the service URL must be passed through"
   }
-}
 
-run "least_privilege_rolling" {
-  command = apply
-
+  # Least privilege (rolling).
   assert {
     condition     = one([for s in jsondecode(aws_iam_role_policy.pipeline.policy).Statement : s.Resource if s.Sid == "PassTaskRoles"]) == ["arn:aws:iam::123456789012:role/mindproject-test-task", "arn:aws:iam::123456789012:role/mindproject-test-task-execution"]
     error_message = "the pipeline may pass only the service's two roles"
@@ -142,11 +142,8 @@ run "least_privilege_rolling" {
     condition     = length([for s in jsondecode(aws_iam_role_policy.pipeline.policy).Statement : s if startswith(s.Sid, "BlueGreen")]) == 0
     error_message = "no CodeDeploy permissions for a rolling service"
   }
-}
 
-run "artifact_bucket_private" {
-  command = apply
-
+  # The artifact bucket is private.
   assert {
     condition = (aws_s3_bucket_public_access_block.artifacts.block_public_acls && aws_s3_bucket_public_access_block.artifacts.block_public_policy
     && aws_s3_bucket_public_access_block.artifacts.ignore_public_acls && aws_s3_bucket_public_access_block.artifacts.restrict_public_buckets)

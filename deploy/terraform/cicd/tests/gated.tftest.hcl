@@ -101,9 +101,12 @@ run "unknown_scan_severity_is_refused" {
   expect_failures = [var.scan_fail_severity]
 }
 
-run "approval_precedes_prod_and_the_digest_is_promoted" {
+# The defaults, applied once and checked for everything that needs no other input (each run
+# plans and applies the whole stack again, seconds each).
+run "gated_defaults" {
   command = apply
 
+  # Approval precedes prod and the digest is promoted.
   assert {
     condition     = [for s in aws_codepipeline.app.stage : s.name] == ["Source", "Build", "Deploy-dev", "SmokeTest-dev", "Approve-prod", "Promote-prod", "Deploy-prod"]
     error_message = "build once, deploy dev, smoke-test dev, approve, promote, deploy prod: in that order"
@@ -140,11 +143,8 @@ run "approval_precedes_prod_and_the_digest_is_promoted" {
     condition     = aws_codedeploy_deployment_group.app[0].auto_rollback_configuration[0].enabled && contains(aws_codedeploy_deployment_group.app[0].alarm_configuration[0].alarms, "mindproject-prod-p99-latency")
     error_message = "prod rolls back automatically on its alarms"
   }
-}
 
-run "no_pipeline_role_reads_a_signing_key" {
-  command = apply
-
+  # No pipeline role reads a signing key.
   assert {
     condition = alltrue(flatten([for p in [aws_iam_role_policy.pipeline.policy, aws_iam_role_policy.codebuild.policy, aws_iam_role_policy.promote[0].policy] : [
       for s in jsondecode(p).Statement : [for a in flatten([s.Action]) : !startswith(a, "secretsmanager:")]

@@ -39,9 +39,12 @@ variables {
   aws_region  = "eu-west-1"
 }
 
-run "two_azs_two_public_two_private" {
+# The defaults, applied once and checked for everything that needs no other input (each run
+# plans and applies the whole stack again, seconds each).
+run "defaults" {
   command = apply
 
+  # Two AZs, two public and two private subnets.
   assert {
     condition     = length(aws_subnet.public) == 2 && length(aws_subnet.private) == 2
     error_message = "expected exactly two public and two private subnets"
@@ -70,11 +73,8 @@ run "two_azs_two_public_two_private" {
     condition     = output.private_subnet_ids == aws_subnet.private[*].id && length(output.public_subnet_ids) == 2
     error_message = "outputs must expose both subnet tiers for the other stacks"
   }
-}
 
-run "one_nat_gateway_per_az_by_default" {
-  command = apply
-
+  # One NAT gateway per AZ by default.
   assert {
     condition     = length(aws_nat_gateway.main) == 2 && length(aws_eip.nat) == 2
     error_message = "expected one NAT gateway (and EIP) per AZ by default"
@@ -91,29 +91,8 @@ run "one_nat_gateway_per_az_by_default" {
     condition     = aws_route.public_internet.gateway_id == aws_internet_gateway.main.id && aws_route.public_internet.destination_cidr_block == "0.0.0.0/0"
     error_message = "public subnets must route to the internet gateway"
   }
-}
 
-run "single_nat_gateway_saves_cost" {
-  command = apply
-
-  variables {
-    environment        = "dev"
-    single_nat_gateway = true
-  }
-
-  assert {
-    condition     = length(aws_nat_gateway.main) == 1 && length(aws_eip.nat) == 1
-    error_message = "single_nat_gateway must create exactly one NAT gateway"
-  }
-  assert {
-    condition     = alltrue([for r in aws_route.private_nat : r.nat_gateway_id == aws_nat_gateway.main[0].id])
-    error_message = "both private route tables must use the single NAT gateway"
-  }
-}
-
-run "s3_gateway_endpoint_and_flow_logs" {
-  command = apply
-
+  # S3 gateway endpoint and flow logs.
   assert {
     condition     = aws_vpc_endpoint.s3.vpc_endpoint_type == "Gateway" && aws_vpc_endpoint.s3.service_name == "com.amazonaws.eu-west-1.s3"
     error_message = "expected an S3 gateway endpoint"
@@ -137,6 +116,24 @@ run "s3_gateway_endpoint_and_flow_logs" {
   assert {
     condition     = output.default_tags["Environment"] == "prod" && output.default_tags["Project"] == "mindproject" && output.default_tags["Stack"] == "networking"
     error_message = "resources must carry the Project and Environment tags"
+  }
+}
+
+run "single_nat_gateway_saves_cost" {
+  command = apply
+
+  variables {
+    environment        = "dev"
+    single_nat_gateway = true
+  }
+
+  assert {
+    condition     = length(aws_nat_gateway.main) == 1 && length(aws_eip.nat) == 1
+    error_message = "single_nat_gateway must create exactly one NAT gateway"
+  }
+  assert {
+    condition     = alltrue([for r in aws_route.private_nat : r.nat_gateway_id == aws_nat_gateway.main[0].id])
+    error_message = "both private route tables must use the single NAT gateway"
   }
 }
 
