@@ -188,7 +188,9 @@ def test_no_hard_coded_account_ids() -> None:
 
 
 def test_tree_stays_clean() -> None:
-    """Offline runs must leave no .terraform folder, lock file or state in the tree."""
+    """Offline runs must leave no .terraform folder or state in the tree. (Lock files are not
+    checked here: other workers' stacks hold theirs while this runs; the init fixture removes
+    the ones it created.)"""
     leftovers = [
         p
         for p in TERRAFORM_DIR.rglob("*")
@@ -206,3 +208,19 @@ def test_terraform_binary_is_recent_enough(tf_env: dict[str, str]) -> None:
     assert (int(version.group(1)), int(version.group(2))) >= (1, 10)
     assert shutil.which("terraform")
     assert Path(tf_env["TF_CLI_CONFIG_FILE"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("stack", "environment"),
+    [(stack, env) for stack in STACKS for env in STACK_ENVIRONMENTS[stack]],
+)
+def test_environment_tfvars_name_only_declared_variables(stack: str, environment: str) -> None:
+    """`terraform test -var-file` (the plan above) accepts a tfvars key no variable declares
+    (a typo such as `min_task = 2` would be dropped silently, the default kept): checked here."""
+    declared: set[str] = set()
+    for path in (TERRAFORM_DIR / stack).glob("*.tf"):
+        declared |= set(_blocks(path.read_text(), "variable"))
+    text = (TERRAFORM_DIR / stack / "vars" / f"{environment}.tfvars").read_text()
+    keys = set(re.findall(r"^([A-Za-z_][A-Za-z0-9_-]*)\s*=", text, re.M))
+    assert keys, f"{stack}/{environment}.tfvars sets nothing"
+    assert keys <= declared, f"{stack}/{environment}.tfvars: undeclared {sorted(keys - declared)}"
