@@ -28,7 +28,7 @@ import logging
 import resource
 import time
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httptools
 from uvicorn._types import ASGISendEvent
@@ -42,7 +42,7 @@ from mindproject.errors import (
     MindProjectError,
     UnsupportedTransferCoding,
 )
-from mindproject.middleware.header_limit import header_block_bytes
+from mindproject.middleware.header_limit import CHECKED_ON_THE_WIRE, header_block_bytes
 from mindproject.observability import new_request_id
 
 log = logging.getLogger("mindproject.connections")
@@ -145,6 +145,7 @@ class BoundedProtocol(HttpToolsProtocol):
                     )
                 )
         self._in_body = True
+        cast(dict[str, Any], self.scope)[CHECKED_ON_THE_WIRE] = True  # the app skips its count
         super().on_headers_complete()
         self._close_early_answers(self.cycle)
 

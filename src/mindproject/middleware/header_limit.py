@@ -11,6 +11,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mindproject.error_response import render
 from mindproject.errors import HeadersTooLarge
 
+# Set in the scope by `mindproject serve`'s protocol once it has counted the same bytes.
+CHECKED_ON_THE_WIRE = "mindproject.header_block_checked"
+
 
 def header_block_bytes(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> int:
     """A request's header block on the wire, separators counted at their minimum:
@@ -24,7 +27,7 @@ class HeaderLimit:
         self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not scope.get(CHECKED_ON_THE_WIRE):
             target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
             size = header_block_bytes(scope["method"].encode(), target, scope["headers"])
             if size > self.max_header_bytes:
