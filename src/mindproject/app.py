@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                 settings.host,
                 settings.port,
             )
-        log.info("ready to serve", extra={"storage": settings.storage, "auth": settings.auth})
+        # Logged before uvicorn binds its socket: readiness is /readyz, not this line.
+        log.info("app started", extra={"storage": settings.storage, "auth": settings.auth})
         sweeper = asyncio.create_task(sweep_forever(backend, settings.resumable_expiry_seconds))
         direct_sweeper = asyncio.create_task(
             sweep_direct_uploads_forever(backend, settings.direct_upload_expiry_seconds)

@@ -159,7 +159,7 @@ def test_first_run_makes_a_private_key_and_prints_a_working_admin_token(tmp_path
             assert process.poll() is None, log.read_text()
             if "export TOKEN=" not in log.read_text():
                 return False
-            # "ready to serve" is logged by the lifespan, before uvicorn binds the socket.
+            # "app started" is logged by the lifespan, before uvicorn binds the socket.
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
             except httpx.TransportError:
