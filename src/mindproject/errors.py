@@ -218,6 +218,13 @@ class StorageUnavailable(StorageError):
     code = "storage_unavailable"
 
 
+class CommitOutcomeUnknown(StorageUnavailable):
+    """The index went away after the upload's commit was sent: it may have been stored. A retry
+    with the same Idempotency-Key answers the stored version, or stores it once."""
+
+    code = "commit_outcome_unknown"
+
+
 class InsufficientStorage(StorageError):
     """The storage is full."""
 

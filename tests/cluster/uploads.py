@@ -120,13 +120,21 @@ class Uploader:
         return [a for a in self.snapshot() if a.started >= t and not a.acked]
 
 
+def _outcome_unknown(a: Attempt) -> bool:
+    """Answered "commit_outcome_unknown": the index went away after the commit was sent, so the
+    upload may be stored, as the answer says (only a retry with its key settles it)."""
+    error = a.body.get("error") if isinstance(a.body, dict) else None
+    return isinstance(error, dict) and error.get("code") == "commit_outcome_unknown"
+
+
 def verify_integrity(
     base_url: str, headers: dict[str, str], attempts: list[Attempt], *, strict: bool = False
 ) -> None:
     """Every acknowledged upload downloads with its sha256; an unacknowledged one is either
     absent (404) or complete (the answer was lost after the commit): never partial. `strict`:
     one answered with an error is absent too (the client was told it failed; only an upload
-    whose answer never came may have been stored)."""
+    whose answer never came, or that was answered commit_outcome_unknown, may have been
+    stored)."""
 
     def check(client: httpx.Client, a: Attempt) -> str | None:
         if a.acked and a.body["sha256"] != a.sha256:
@@ -135,7 +143,7 @@ def verify_integrity(
         if resp.status_code == 200:
             if hashlib.sha256(resp.content).hexdigest() != a.sha256:
                 return f"{a.device}: stored {len(resp.content)} B whose sha256 differs"
-            if strict and not a.acked and a.status is not None:
+            if strict and not a.acked and a.status is not None and not _outcome_unknown(a):
                 return f"{a.device}: answered {a.status}, yet stored and visible"
         elif a.acked or resp.status_code != 404:
             return f"{a.device}: acked={a.acked} but GET answered {resp.status_code}"

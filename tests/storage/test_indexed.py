@@ -18,12 +18,17 @@ import asyncpg
 import httpx
 import pytest
 
-from mindproject.errors import DeviceNotFound, StorageUnavailable, UploadNotFound
+from mindproject.errors import (
+    CommitOutcomeUnknown,
+    DeviceNotFound,
+    StorageUnavailable,
+    UploadNotFound,
+)
 from mindproject.identifiers import new_direct_upload_id, new_upload_id, new_version_id
 from mindproject.storage import open_storage
 from mindproject.storage.base import ResumableUpload, UploadInfo
 from mindproject.storage.indexed import IndexedStorage
-from mindproject.storage.pg_index import PgIndex, _db_errors, parse_locator
+from mindproject.storage.pg_index import PgIndex, Row, _db_errors, parse_locator
 from tests.helpers import app_server, free_port, measured, s3_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3, pytest.mark.pg]
@@ -444,6 +449,57 @@ async def test_a_connection_the_pool_cannot_reset_does_not_fail_a_finished_block
         async with index.connection():
             raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
     assert pool.released == 2
+
+
+class _CommitLost:
+    """A connection whose statement is sent and then lost, as when PostgreSQL shuts down in the
+    middle of a commit; or one whose statement fails on its own (a deadlock)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def fetch(self, *args: object) -> list[object]:
+        raise self.error
+
+
+class _OnePool:
+    def __init__(self, conn: object) -> None:
+        self.conn = conn
+
+    async def acquire(self, **options: float) -> object:
+        return self.conn
+
+    async def release(self, conn: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        TimeoutError(),
+    ],
+    ids=["connection-lost", "admin-shutdown", "timeout"],
+)
+async def test_a_commit_lost_after_it_was_sent_says_its_outcome_is_unknown(
+    error: Exception,
+) -> None:
+    index = PgIndex("postgresql://unused@127.0.0.1:1/none")
+    index._pool = _OnePool(_CommitLost(error))  # type: ignore[assignment]
+    info = UploadInfo("dev", new_version_id(), 3, "0" * 64, None, None)
+    with pytest.raises(CommitOutcomeUnknown) as raised:
+        await index.commit_object("segments/x", 3, [Row(info, None, 0, 0.0)], 0.0)
+    assert raised.value.status == 503 and "Idempotency-Key" in raised.value.message
+
+
+async def test_a_statement_that_failed_on_its_own_is_a_plain_unavailable() -> None:
+    index = PgIndex("postgresql://unused@127.0.0.1:1/none")
+    index._pool = _OnePool(_CommitLost(asyncpg.SerializationError("could not serialize")))  # type: ignore[assignment]
+    info = UploadInfo("dev", new_version_id(), 3, "0" * 64, None, None)
+    with pytest.raises(StorageUnavailable) as raised:
+        await index.commit_object("segments/x", 3, [Row(info, None, 0, 0.0)], 0.0)
+    assert not isinstance(raised.value, CommitOutcomeUnknown)
 
 
 def test_the_api_is_unchanged_for_clients(s3_bucket: str, pg_index_url: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from mindproject.errors import StorageUnavailable
+from mindproject.errors import CommitOutcomeUnknown, StorageUnavailable
 from mindproject.storage.base import (
     ActivityBucket,
     DeviceSummary,
@@ -204,6 +204,32 @@ def _unavailable(exc: BaseException) -> StorageUnavailable:
     return StorageUnavailable("the index database is unavailable; retry later")
 
 
+# Failures of a statement already sent that do not say whether it committed: the connection lost,
+# the server shutting down (it may have committed just before: its answer and the FATAL message
+# can arrive together), a client-side timeout (the server may still finish). A statement's own
+# errors (a deadlock, a constraint) arrive before its commit: those are certain failures.
+OUTCOME_UNKNOWN = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.PostgresConnectionError,  # class 08: the connection lost
+    OSError,
+    TimeoutError,
+)
+
+
+def _outcome_unknown(exc: BaseException) -> CommitOutcomeUnknown:
+    log.warning(
+        "index commit outcome unknown",
+        extra={"error_type": type(exc).__name__, "detail": str(exc)[:2000]},
+    )
+    return CommitOutcomeUnknown(
+        "the index database went away during the commit: the upload may have been stored; "
+        "retry with the same Idempotency-Key"
+    )
+
+
 @contextlib.contextmanager
 def _db_errors() -> Iterator[None]:
     """Connection loss, timeouts and server errors as StorageUnavailable (503): nothing here is
@@ -326,10 +352,15 @@ class PgIndex:
         for attempt in range(DEADLOCK_RETRIES):
             try:
                 async with self.connection() as conn:
-                    records = await conn.fetch(
-                        COMMIT_OBJECT, *columns, object_key, object_size, now
-                    )
+                    try:
+                        records = await conn.fetch(
+                            COMMIT_OBJECT, *columns, object_key, object_size, now
+                        )
+                    except OUTCOME_UNKNOWN as exc:
+                        raise _outcome_unknown(exc) from exc
                 return {(record[0], record[1]) for record in records}
+            except CommitOutcomeUnknown:
+                raise
             except StorageUnavailable as exc:
                 # Two batches locking the same devices' rows in turn: PostgreSQL aborts one.
                 if not isinstance(exc.__cause__, asyncpg.DeadlockDetectedError) or (
