@@ -62,3 +62,24 @@ async def test_longest_metadata_fits_the_s3_key_limit(s3_bucket: str) -> None:
     assert (await storage.latest(device)).filename == "é" * 127
     assert await storage.find_by_key(device, "k" * 128) == info
     await storage.delete_device(device)
+
+
+async def test_a_file_name_whose_escapes_overflow_the_key_limit_is_cut_not_refused(
+    s3_bucket: str,
+) -> None:
+    """JSON escapes double a name of quotes: 255 of them are 510 bytes before base64. The name
+    is cut until the key fits S3's 1,024 bytes; the answer and every later read agree on it."""
+    storage = open_storage(f"s3://{s3_bucket}/a-fairly-long-prefix/for-telemetry")
+    device = "q" * 128
+    info = await storage.save(
+        device,
+        new_version_id(),
+        measured(b"x"),
+        filename='"' * 255,
+        content_type="application/" + "x" * 88,
+        idempotency_key="k" * 128,
+    )
+    assert info.filename and 0 < len(info.filename) < 255 and set(info.filename) == {'"'}
+    assert (await storage.latest(device)).filename == info.filename
+    assert await storage.find_by_key(device, "k" * 128) == info
+    await storage.delete_device(device)

@@ -28,7 +28,7 @@ import base64
 import binascii
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from mindproject.storage.base import UploadInfo
@@ -40,6 +40,8 @@ BLOB = "b"
 _OFFSET_DIGITS = 20
 _INVERT = 10**_OFFSET_DIGITS - 1
 CREATION = "~"
+# S3's limit on an object key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
 TOMBSTONE = "!removed"  # "!" sorts before the digits
 
 
@@ -95,6 +97,20 @@ class Layout:
             meta = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         name = f"{info.version}.{info.sha256}.{info.size}.{kind}.{meta}"
         return self._join("uploads", info.device_id, name)
+
+    def fitting_upload_key(
+        self, info: UploadInfo, kind: str, idempotency_key: str | None = None
+    ) -> tuple[UploadInfo, str]:
+        """`info` and its upload key, the file name cut until the key fits MAX_KEY_BYTES: JSON
+        escapes (of quotes, say) can double a 255-byte name, and S3 refuses a longer key. A name
+        is informational; a refused key would lose the upload."""
+        key = self.upload_key(info, kind, idempotency_key)
+        name = info.filename
+        while name and len(key.encode()) > MAX_KEY_BYTES:
+            name = name[: -max(1, (len(key.encode()) - MAX_KEY_BYTES) // 8)]
+            info = replace(info, filename=name or None)
+            key = self.upload_key(info, kind, idempotency_key)
+        return info, key
 
     def blob_key(self, device_id: str, version: str) -> str:
         return self._join("blobs", device_id, version)

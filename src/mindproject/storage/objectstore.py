@@ -291,10 +291,8 @@ class ObjectStorage(Storage):
                 return earlier
         await self._mark_device(info.device_id)
         # The version object makes the upload visible: inline bytes, or empty (see blobs/).
-        key, body = (
-            (self._layout.upload_key(info, INLINE, idempotency_key), body)
-            if blob is None
-            else (self._layout.upload_key(info, BLOB, idempotency_key), b"")
+        info, key = self._layout.fitting_upload_key(
+            info, INLINE if blob is None else BLOB, idempotency_key
         )
         await self._call(obstore.put_async(self._store, key, body))
         return info
