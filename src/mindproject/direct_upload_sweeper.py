@@ -7,11 +7,10 @@ expires: a completion that began just before expiry still finds its staged bytes
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from mindproject.errors import MindProjectError
+from mindproject.periodic import run_every
 from mindproject.resumable_sweeper import sweep_interval
 from mindproject.storage import Storage
 
@@ -21,16 +20,9 @@ GRACE_SECONDS = 60.0
 
 
 async def sweep_direct_uploads_forever(storage: Storage, expiry_seconds: float) -> None:
-    interval = sweep_interval(expiry_seconds)
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            removed = await storage.remove_expired_direct_uploads(time.time() - GRACE_SECONDS)
-        except MindProjectError as exc:  # storage down: try again next round
-            log.warning("could not remove expired direct uploads: %s", exc.message)
-            continue
-        except Exception:  # a bug must not end the sweeping for good
-            log.exception("removing expired direct uploads failed unexpectedly")
-            continue
+    async def sweep() -> None:
+        removed = await storage.remove_expired_direct_uploads(time.time() - GRACE_SECONDS)
         if removed:
             log.info("removed expired direct uploads", extra={"uploads": removed})
+
+    await run_every(sweep_interval(expiry_seconds), sweep, "removing expired direct uploads", log)

@@ -7,11 +7,10 @@ is gone within about half its expiry time after expiring (at most a minute later
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from mindproject.errors import MindProjectError
+from mindproject.periodic import run_every
 from mindproject.storage import Storage
 
 log = logging.getLogger("mindproject.resumable")
@@ -24,16 +23,11 @@ def sweep_interval(expiry_seconds: float) -> float:
 
 
 async def sweep_forever(storage: Storage, expiry_seconds: float) -> None:
-    interval = sweep_interval(expiry_seconds)
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            removed = await storage.remove_expired_resumable(time.time())
-        except MindProjectError as exc:  # storage down: try again next round
-            log.warning("could not remove expired resumable uploads: %s", exc.message)
-            continue
-        except Exception:  # a bug must not end the sweeping for good
-            log.exception("removing expired resumable uploads failed unexpectedly")
-            continue
+    async def sweep() -> None:
+        removed = await storage.remove_expired_resumable(time.time())
         if removed:
             log.info("removed expired resumable uploads", extra={"uploads": removed})
+
+    await run_every(
+        sweep_interval(expiry_seconds), sweep, "removing expired resumable uploads", log
+    )

@@ -107,6 +107,22 @@ class Cluster:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def readiness(self, url: str) -> int | None:
+        """HTTP status of a replica's /readyz, None when nothing answers."""
+        try:
+            return httpx.get(f"{url}/readyz", headers=self.headers, timeout=5).status_code
+        except httpx.HTTPError:
+            return None
+
+    def wait_ready(self, status: int, timeout: float, what: str) -> None:
+        """Wait until every replica's /readyz answers `status`."""
+        for url in self.replica_urls:
+
+            def answers(url: str = url) -> bool:
+                return self.readiness(url) == status
+
+            wait_until(answers, timeout, f"{url} {what}")
+
     def client(self, base_url: str | None = None, timeout: float = 30) -> httpx.Client:
         return httpx.Client(base_url=base_url or self.url, headers=self.headers, timeout=timeout)
 

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,27 +22,9 @@ from tests.cluster.conftest import (
     report,
     wait_until,
 )
-from tests.cluster.uploads import Uploader, summarize, verify_integrity
+from tests.cluster.uploads import Uploader, error_shape, summarize, verify_integrity
 
 pytestmark = pytest.mark.cluster
-
-
-def _error_shape(body: object) -> bool:
-    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        return False
-    return {"code", "message", "request_id"} <= set(body["error"])
-
-
-def _ready(url: str, headers: dict[str, str]) -> int | None:
-    """HTTP status of /readyz, None when nothing answers."""
-    try:
-        return httpx.get(f"{url}/readyz", headers=headers, timeout=5).status_code
-    except httpx.HTTPError:
-        return None
-
-
-def _ready_is(url: str, headers: dict[str, str], status: int) -> Callable[[], bool]:
-    return lambda: _ready(url, headers) == status
 
 
 @pytest.mark.s3
@@ -89,24 +71,22 @@ def test_s3_outage_answers_503_and_recovers_without_restart(
         cluster.script("s3-down")
         down_at = time.monotonic()
         wait_until(lambda: len(up.failures_since(down_at + 1)) >= 10, 60, "uploads failing")
-        for url in cluster.replica_urls:
-            wait_until(_ready_is(url, cluster.headers, 503), 30, f"{url} not ready")
+        cluster.wait_ready(503, 30, "not ready")
         assert all(
             httpx.get(f"{u}/healthz", timeout=5).status_code == 200 for u in cluster.replica_urls
         ), "liveness must stay green while storage is down"
         cluster.script("s3-up")
         up_at = time.monotonic()
-        for url in cluster.replica_urls:
-            wait_until(_ready_is(url, cluster.headers, 200), 60, f"{url} ready again")
+        cluster.wait_ready(200, 60, "ready again")
         wait_until(
-            lambda: sum(a.acked for a in up.snapshot() if a.started > up_at) >= 30,
+            lambda: up.acked_since(up_at) >= 30,
             60,
             "30 uploads acknowledged after S3 returned",
         )
     attempts = up.snapshot()
     failed = [a for a in attempts if not a.acked]
     report(f"S3 outage: {summarize(failed)} of {len(attempts)} uploads; the rest acknowledged")
-    bad = [a for a in failed if a.status != 503 or not _error_shape(a.body)]
+    bad = [a for a in failed if a.status != 503 or not error_shape(a.body)]
     assert not bad, [(a.status, a.body, a.error) for a in bad[:5]]
     assert pids == [cluster.replica_pid(n) for n in range(1, cluster.replicas + 1)]
     assert all(not process_gone(pid) for pid in pids), "a replica restarted or died"
@@ -181,7 +161,7 @@ def test_sigterm_turns_readiness_red_finishes_uploads_then_exits(
         readiness: list[int | None] = []
 
         def red() -> bool:
-            readiness.append(_ready(replica, cluster.headers))
+            readiness.append(cluster.readiness(replica))
             return readiness[-1] != 200
 
         wait_until(red, 10, "readiness of the terminating replica turns red")
@@ -260,7 +240,7 @@ def test_full_disk_answers_507_and_leaves_no_partial_file(start_cluster: Cluster
                     break
                 uploaded.append((f"disk-{i:03d}", payload))
             assert status == 507, (status, body)
-            assert _error_shape(body), body
+            assert error_shape(body), body
             free_after = _free_bytes(data)
             report(
                 f"full disk: 507 after {len(uploaded)} uploads of 300 KiB; free space "

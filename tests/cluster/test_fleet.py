@@ -11,7 +11,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,26 +22,10 @@ import pytest
 
 from mindproject.storage.pg_index import COMPACTOR_LOCK
 from tests.cluster.conftest import Cluster, ClusterFactory, process_gone, report, wait_until
-from tests.cluster.uploads import Uploader, summarize, verify_integrity
+from tests.cluster.uploads import Uploader, error_shape, summarize, verify_integrity
 from tests.helpers import s3_client
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.pg]
-
-
-def _error_shape(body: object) -> bool:
-    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        return False
-    return {"code", "message", "request_id"} <= set(body["error"])
-
-
-def _ready_is(url: str, headers: dict[str, str], status: int) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", headers=headers, timeout=5).status_code == status
-        except httpx.HTTPError:
-            return False
-
-    return check
 
 
 # The twin's compactor runs every second and removes orphans and retired objects 10 s old, so
@@ -126,7 +110,7 @@ def test_fleet_mode_loses_no_acknowledged_upload_through_a_replica_kill_and_an_s
             "HAProxy marks the killed replica DOWN",
         )
         wait_until(
-            lambda: sum(a.acked for a in up.snapshot() if a.started > killed_at) >= 100,
+            lambda: up.acked_since(killed_at) >= 100,
             60,
             "100 uploads acknowledged by the surviving replica",
         )
@@ -134,14 +118,12 @@ def test_fleet_mode_loses_no_acknowledged_upload_through_a_replica_kill_and_an_s
         cluster.script("s3-down")
         down_at = time.monotonic()
         wait_until(lambda: len(up.failures_since(down_at + 1)) >= 10, 60, "uploads failing")
-        for url in cluster.replica_urls:
-            wait_until(_ready_is(url, cluster.headers, 503), 30, f"{url} not ready")
+        cluster.wait_ready(503, 30, "not ready")
         cluster.script("s3-up")
         up_at = time.monotonic()
-        for url in cluster.replica_urls:
-            wait_until(_ready_is(url, cluster.headers, 200), 60, f"{url} ready")
+        cluster.wait_ready(200, 60, "ready")
         wait_until(
-            lambda: sum(a.acked for a in up.snapshot() if a.started > up_at) >= 100,
+            lambda: up.acked_since(up_at) >= 100,
             60,
             "100 uploads acknowledged after S3 returned",
         )
@@ -166,8 +148,7 @@ def test_postgresql_down_answers_503_and_recovers_without_restart(fleet_twin: Cl
         try:
             down_at = time.monotonic()
             wait_until(lambda: len(up.failures_since(down_at + 1)) >= 10, 60, "uploads failing")
-            for url in cluster.replica_urls:
-                wait_until(_ready_is(url, cluster.headers, 503), 30, f"{url} not ready")
+            cluster.wait_ready(503, 30, "not ready")
             with cluster.client() as client:
                 reads = [
                     client.get(f"/api/devices/{stored.device}", params={"encoding": "raw"}),
@@ -175,7 +156,7 @@ def test_postgresql_down_answers_503_and_recovers_without_restart(fleet_twin: Cl
                     client.get("/api/devices/", params={"prefix": "pgdown-"}),
                 ]
             assert [r.status_code for r in reads] == [503] * 3, [r.text for r in reads]
-            assert all(_error_shape(r.json()) for r in reads), [r.text for r in reads]
+            assert all(error_shape(r.json()) for r in reads), [r.text for r in reads]
             live = [httpx.get(f"{u}/healthz", timeout=5).status_code for u in cluster.replica_urls]
             # Liveness stays green while the index is down: the balancer keeps the replicas.
             assert live == [200] * cluster.replicas, live
@@ -183,10 +164,9 @@ def test_postgresql_down_answers_503_and_recovers_without_restart(fleet_twin: Cl
             # Also after a failure above: the module's next test needs its index.
             cluster.script("pg-up")
         up_at = time.monotonic()
-        for url in cluster.replica_urls:
-            wait_until(_ready_is(url, cluster.headers, 200), 60, f"{url} ready again")
+        cluster.wait_ready(200, 60, "ready again")
         wait_until(
-            lambda: sum(a.acked for a in up.snapshot() if a.started > up_at) >= 50,
+            lambda: up.acked_since(up_at) >= 50,
             60,
             "50 uploads acknowledged after PostgreSQL returned",
         )
@@ -200,7 +180,7 @@ def test_postgresql_down_answers_503_and_recovers_without_restart(fleet_twin: Cl
         "every acknowledged one readable, no failed one visible"
     )
     # The replicas stay up, so every upload got an answer: a 503 in the error shape, or 200.
-    bad = [a for a in failed if a.status != 503 or not _error_shape(a.body)]
+    bad = [a for a in failed if a.status != 503 or not error_shape(a.body)]
     assert not bad, [(a.status, a.body, a.error) for a in bad[:5]]
     # "Within seconds": the pool's 3 s and the statements' 5 s timeouts answer, the uploads do
     # not hang until the balancer gives up (60 s). Generous, so that a slow machine passes.

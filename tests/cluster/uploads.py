@@ -119,6 +119,16 @@ class Uploader:
     def failures_since(self, t: float) -> list[Attempt]:
         return [a for a in self.snapshot() if a.started >= t and not a.acked]
 
+    def acked_since(self, t: float) -> int:
+        return sum(1 for a in self.snapshot() if a.started > t and a.acked)
+
+
+def error_shape(body: object) -> bool:
+    """The API's one JSON error shape: {"error": {"code", "message", "request_id"}}."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return False
+    return {"code", "message", "request_id"} <= set(body["error"])
+
 
 def _outcome_unknown(a: Attempt) -> bool:
     """Answered "commit_outcome_unknown": the index went away after the commit was sent, so the

@@ -22,7 +22,6 @@ second coordinator). Each run:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -30,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mindproject.errors import MindProjectError
+from mindproject.periodic import run_every
 from mindproject.storage.indexed import IndexedStorage
 from mindproject.storage.pg_index import COMPACTOR_LOCK, LiveRow
 
@@ -158,16 +157,9 @@ class Compactor:
 
 async def compact_forever(compactor: Compactor, interval_seconds: float) -> None:
     """Each replica tries every interval; the advisory lock lets one of them work at a time."""
-    while True:
-        await asyncio.sleep(interval_seconds)
-        try:
-            report = await compactor.run()
-        except MindProjectError as exc:  # storage down: try again next round
-            log.warning("compaction failed: %s", exc.message)
-            continue
-        except Exception:  # a bug must not end compaction on this replica for good
-            log.exception("compaction failed unexpectedly; trying again next round")
-            continue
+
+    async def compact() -> None:
+        report = await compactor.run()
         if report is not None and (report.retired or report.deleted or report.orphans):
             log.info(
                 "compacted",
@@ -179,3 +171,5 @@ async def compact_forever(compactor: Compactor, interval_seconds: float) -> None
                     "moved_bytes": report.moved_bytes,
                 },
             )
+
+    await run_every(interval_seconds, compact, "compaction", log)
